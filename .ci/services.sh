@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Make sure PostgreSQL and Redis are installed and answering on 127.0.0.1,
+# then create the test database. Used by `make test` and CI; safe to re-run.
+# On a fresh Debian machine (as root) it installs what is missing with apt-get.
+set -euo pipefail
+
+PG_HOST=127.0.0.1
+PG_PORT=${PG_PORT:-5432}
+REDIS_PORT=${REDIS_PORT:-6379}
+TEST_DB=${REWARDS_TEST_DB:-rewards_test}
+
+say() { printf '[services] %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=""
+apt_install() {
+  if [ -z "$apt_updated" ]; then
+    say "apt-get update"
+    as_root apt-get update -qq
+    apt_updated=1
+  fi
+  say "installing $*"
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+wait_for() {  # wait_for DESCRIPTION COMMAND...
+  local what=$1; shift
+  for _ in $(seq 1 60); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.5
+  done
+  say "$what did not come up within 30 s"; return 1
+}
+
+pg_ready() { pg_isready -q -h "$PG_HOST" -p "$PG_PORT"; }
+
+ensure_postgres() {
+  command -v pg_ctlcluster >/dev/null 2>&1 || apt_install postgresql postgresql-client
+  if pg_ready; then say "PostgreSQL is up on $PG_HOST:$PG_PORT"; return; fi
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  say "starting PostgreSQL $version"
+  # pg_ctlcluster starts the server as the postgres user (it refuses root).
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  wait_for PostgreSQL pg_ready
+}
+
+ensure_trust_auth() {
+  # The tests connect as postgres over TCP without a password, as on the
+  # development machines; a fresh Debian install asks for one, so allow
+  # local loopback connections to the test database.
+  if psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1; then
+    return
+  fi
+  local version hba
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  hba=/etc/postgresql/$version/main/pg_hba.conf
+  say "allowing trust auth for 127.0.0.1 in $hba"
+  as_root sed -i '1i host all postgres 127.0.0.1/32 trust\nhost all postgres ::1/128 trust' "$hba"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+}
+
+ensure_redis() {
+  command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+  if redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+    say "Redis is up on 127.0.0.1:$REDIS_PORT"; return
+  fi
+  say "starting Redis"
+  as_root mkdir -p /var/lib/redis /var/log/redis
+  as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" \
+    --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  wait_for Redis redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping
+}
+
+ensure_test_database() {
+  local exists
+  exists=$(psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atc \
+    "select 1 from pg_database where datname = '$TEST_DB'")
+  if [ "$exists" != "1" ]; then
+    say "creating database $TEST_DB"
+    psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -qc "create database $TEST_DB"
+  fi
+}
+
+ensure_postgres
+ensure_trust_auth
+ensure_redis
+ensure_test_database

@@ -1,0 +1,41 @@
+# Rewards engine — `make help` lists every target.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# The test suite's servers: PostgreSQL database rewards_test, Redis databases 14 and 15.
+TEST_ENV := REWARDS_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/rewards_test \
+	CELERY_BROKER_URL=redis://127.0.0.1:6379/14 \
+	CELERY_RESULT_BACKEND=redis://127.0.0.1:6379/15
+
+.PHONY: help install services migrate test test-fast bench clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+install: $(STAMP) ## Create .venv and install the project with its test extra
+
+services: ## Install (apt-get) and start PostgreSQL and Redis if needed; create the test database
+	@bash .ci/services.sh
+
+migrate: $(STAMP) services ## Run the Alembic migrations on the test database (rewards db upgrade)
+	$(TEST_ENV) $(BIN)/rewards db upgrade
+
+test: migrate ## Set everything up, then run the whole test suite (unit, integration, system)
+	$(TEST_ENV) $(BIN)/pytest
+
+test-fast: migrate ## The suite without the slow system tests (worker kills)
+	$(TEST_ENV) $(BIN)/pytest -m 'not system'
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

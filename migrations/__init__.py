@@ -1,0 +1,1 @@
+"""Alembic migrations for the PostgreSQL schema (`rewards db upgrade`)."""

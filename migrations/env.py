@@ -1,0 +1,42 @@
+"""Alembic environment: migrates the database named by REWARDS_DATABASE_URL."""
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+from rewards import settings
+from rewards.models import metadata
+
+config = context.config
+target_metadata = metadata
+
+
+def _url() -> str:
+    return config.get_main_option("sqlalchemy.url") or settings.get().database_url
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    url = _url()
+    connect_args = {}
+    if url.startswith("postgresql"):
+        # A migration must not queue behind live traffic holding locks, nor
+        # make live traffic queue behind it: fail fast and try again later.
+        connect_args["options"] = "-c lock_timeout=5000 -c statement_timeout=600000"
+    engine = create_engine(url, poolclass=pool.NullPool, connect_args=connect_args)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata,
+                          render_as_batch=url.startswith("sqlite"))
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

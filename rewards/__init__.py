@@ -1,0 +1,1 @@
+"""Rewards engine: XP, streaks, tasks and leaderboards, applied exactly once by Celery workers."""

@@ -1,0 +1,89 @@
+"""Job payloads: the JSON keyword arguments of each job, validated before any write.
+
+Validation is strict on purpose: a producer in another language that sends
+`"42"` for an id or a naive timestamp has a bug, and hearing about it as a
+`rejected` result with the field named beats a silently coerced credit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+MAX_BIGINT = 2**63 - 1
+
+
+def _parse_instant(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO-8601 string with a UTC offset, e.g. 2026-11-24T09:30:00+00:00")
+    if len(value) > 64:
+        raise ValueError("is longer than any ISO-8601 timestamp")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO-8601 timestamp") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{value!r} has no UTC offset; add one, e.g. {value}+00:00")
+    return parsed
+
+
+def _check_timezone(value: Any) -> str:
+    if not isinstance(value, str) or not value or len(value) > 64:
+        raise ValueError("must be an IANA time zone name such as Europe/Berlin")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not a known IANA time zone name") from None
+    return value
+
+
+PartnerId = Annotated[int, Field(strict=True, gt=0, le=MAX_BIGINT)]
+Instant = Annotated[datetime, BeforeValidator(_parse_instant)]
+TimeZoneName = Annotated[str, BeforeValidator(_check_timezone)]
+
+
+class Job(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CheckinJob(Job):
+    partner_id: PartnerId
+    occurred_at: Instant
+
+
+class PartnerUpdateJob(Job):
+    partner_id: PartnerId
+    occurred_at: Instant
+    pro_until: Instant | None = None
+    timezone: TimeZoneName | None = None
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> PartnerUpdateJob:
+        if not {"pro_until", "timezone"} & self.model_fields_set:
+            raise ValueError("give pro_until and/or timezone: there is nothing to update")
+        if "timezone" in self.model_fields_set and self.timezone is None:
+            raise ValueError("timezone cannot be cleared; send 'UTC' to reset it")
+        return self
+
+    @property
+    def sets_pro_until(self) -> bool:
+        return "pro_until" in self.model_fields_set
+
+    @property
+    def sets_timezone(self) -> bool:
+        return "timezone" in self.model_fields_set
+
+
+def describe_errors(error: ValidationError) -> list[dict[str, str]]:
+    """Pydantic's errors as [{field, problem}], readable by a person and a program."""
+    described = []
+    for item in error.errors(include_url=False):
+        field = ".".join(str(part) for part in item["loc"]) or "(payload)"
+        problem = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            problem = "is not a field of this job"
+        described.append({"field": field, "problem": problem})
+    return described

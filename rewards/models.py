@@ -1,0 +1,209 @@
+"""The schema: every table, key and CHECK the engine relies on.
+
+Tables (names and columns are a contract: operators' reports query them):
+
+- ``partner``      one row per upstream user: balance, streak state, PRO, time zone.
+- ``checkin``      one row per partner per local day; its primary key is the
+                   check-in's idempotency key.
+- ``xp_ledger``    one row per XP movement, never updated or deleted.
+- ``audit_event``  what happened, including rejected jobs, as JSON.
+- ``job_failure``  jobs that could not be applied (poison payloads, retries
+                   exhausted), one row per distinct job, counting attempts.
+
+Invariants (DESIGN.md section 5), held by the database as well as the code:
+
+1. ``partner.xp == SUM(xp_ledger.amount)`` and the partner's last
+   ``balance_after`` equals ``xp`` (written in one transaction; checked by
+   ``tests/invariants.py`` and the reconciler).
+2. Each idempotency key is applied at most once: ``checkin`` primary key,
+   ``xp_ledger.idempotency_key`` UNIQUE.
+3. ``xp >= 0`` and ``balance_after >= 0`` (CHECK); ledger amounts are never
+   zero and always ``base_amount * multiplier`` (CHECK).
+4. ``referral_count`` equals the referrals recorded for the referrer.
+
+The same metadata creates the SQLite file of the embedded default; the
+Alembic migrations create the PostgreSQL schema, and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator):
+    """An instant, always handed back as an aware UTC datetime.
+
+    PostgreSQL keeps `timestamptz`; SQLite keeps text without an offset, so
+    values are normalised to UTC on the way in and re-labelled on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given for a UTC column")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+SerialId = BigInteger().with_variant(Integer(), "sqlite")
+Payload = JSON().with_variant(JSONB(), "postgresql")
+
+ENTRY_TYPES = ("checkin", "streak_bonus", "task_reward", "adjustment", "correction")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+partner = Table(
+    "partner",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("xp", BigInteger, nullable=False, server_default=text("0")),
+    Column("checkin_streak", Integer, nullable=False, server_default=text("0")),
+    Column("longest_streak", Integer, nullable=False, server_default=text("0")),
+    Column("last_checkin_day", Date),
+    Column("last_checkin_at", UtcDateTime),
+    Column("total_checkins", Integer, nullable=False, server_default=text("0")),
+    Column("referral_count", Integer, nullable=False, server_default=text("0")),
+    Column("pro_until", UtcDateTime),
+    # When the upstream app set each field: a partner update older than these
+    # changes nothing (last write by occurred_at wins, field by field).
+    Column("pro_until_set_at", UtcDateTime),
+    Column("timezone", String(64), nullable=False, server_default=text("'UTC'")),
+    Column("timezone_set_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    CheckConstraint("id > 0", name="id_positive"),
+    CheckConstraint("xp >= 0", name="xp_not_negative"),
+    CheckConstraint("checkin_streak >= 0", name="streak_not_negative"),
+    CheckConstraint("longest_streak >= checkin_streak", name="longest_covers_current"),
+    CheckConstraint("referral_count >= 0", name="referral_count_not_negative"),
+)
+# Streak expiry looks for live streaks whose last check-in is old; partners
+# with no streak never need looking at, so they stay out of the index.
+Index(
+    "ix_partner_streak_expiry",
+    partner.c.last_checkin_day,
+    postgresql_where=partner.c.checkin_streak > 0,
+    sqlite_where=partner.c.checkin_streak > 0,
+)
+
+checkin = Table(
+    "checkin",
+    metadata,
+    Column("partner_id", BigInteger, ForeignKey("partner.id"), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("streak", Integer, nullable=False),
+    Column("base_xp", Integer, nullable=False),
+    Column("bonus_xp", Integer, nullable=False),
+    Column("multiplier", Integer, nullable=False),
+    Column("xp_granted", Integer, nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("frozen_days", Integer, nullable=False, server_default=text("0")),
+    Column("created_at", UtcDateTime, nullable=False),
+    CheckConstraint("streak >= 1", name="streak_positive"),
+    CheckConstraint("xp_granted = (base_xp + bonus_xp) * multiplier", name="xp_granted_priced"),
+)
+
+xp_ledger = Table(
+    "xp_ledger",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    Column("partner_id", BigInteger, ForeignKey("partner.id"), nullable=False),
+    Column("entry_type", String(32), nullable=False),
+    Column("base_amount", BigInteger, nullable=False),
+    Column("multiplier", Integer, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("balance_after", BigInteger, nullable=False),
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("rule_version", String(64), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    CheckConstraint("amount <> 0", name="amount_not_zero"),
+    CheckConstraint("multiplier >= 1", name="multiplier_positive"),
+    CheckConstraint("amount = base_amount * multiplier", name="amount_priced"),
+    CheckConstraint("balance_after >= 0", name="balance_not_negative"),
+    CheckConstraint(
+        "entry_type IN ('checkin', 'streak_bonus', 'task_reward', 'adjustment', 'correction')",
+        name="entry_type_known",
+    ),
+)
+# A partner's history, newest first, and the reconciler's walk of each
+# partner's balance chain both read one partner's rows in id order. (The
+# reference document's earning(partner_id, type, created_at) served per-type
+# reports; ids are already in time order, and per-type totals scan anyway.)
+Index("ix_xp_ledger_partner_id_id", xp_ledger.c.partner_id, xp_ledger.c.id)
+
+audit_event = Table(
+    "audit_event",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    Column("event_type", String(64), nullable=False),
+    # No foreign key: a rejected job is audited even when its partner never existed.
+    Column("partner_id", BigInteger),
+    Column("payload", Payload, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+# An operator looking into one partner reads their events in order.
+Index("ix_audit_event_partner_id_id", audit_event.c.partner_id, audit_event.c.id)
+
+job_failure = Table(
+    "job_failure",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    # sha256 of task name and payload: a poison message delivered again
+    # bumps `attempts` on its row instead of adding one.
+    Column("fingerprint", String(64), nullable=False, unique=True),
+    Column("task_name", String(200), nullable=False),
+    Column("task_id", String(64)),
+    Column("payload", Payload, nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("1")),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+)
+# Operators list the newest failures first.
+Index("ix_job_failure_last_seen_at", job_failure.c.last_seen_at)

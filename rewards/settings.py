@@ -1,0 +1,95 @@
+"""Configuration, read from environment variables in this one place.
+
+A bad value stops start-up with a message that names the variable, so an
+operator never finds out about a typo from a job that fails at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+from rewards.rules import Policy
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the engine cannot run with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    broker_url: str
+    result_backend: str
+    policy: Policy
+    statement_timeout_ms: int
+    lock_timeout_ms: int
+    job_max_retries: int
+    retry_backoff_s_max: int
+    future_tolerance_s: int
+    visibility_timeout_s: int
+    task_time_limit_s: int
+
+
+def _text(name: str, default: str) -> str:
+    value = os.environ.get(name, default).strip()
+    if not value:
+        raise ConfigError(f"{name} is set but empty; unset it to use the default {default!r}")
+    return value
+
+
+def _int(name: str, default: int, *, minimum: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def load() -> Settings:
+    """Read every setting from the environment; raise ConfigError naming the bad one."""
+    policy = Policy(
+        checkin_xp=_int("CHECKIN_XP", 10, minimum=1),
+        streak_bonus_xp=_int("STREAK_BONUS_XP", 150, minimum=0),
+        streak_bonus_period_days=_int("STREAK_BONUS_PERIOD_DAYS", 7, minimum=1),
+        pro_xp_multiplier=_int("PRO_XP_MULTIPLIER", 5, minimum=1),
+    )
+    settings = Settings(
+        database_url=_text("REWARDS_DATABASE_URL", "sqlite:///rewards.sqlite3"),
+        broker_url=_text("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
+        result_backend=_text("CELERY_RESULT_BACKEND", "redis://127.0.0.1:6379/1"),
+        policy=policy,
+        statement_timeout_ms=_int("REWARDS_STATEMENT_TIMEOUT_MS", 5_000, minimum=1),
+        lock_timeout_ms=_int("REWARDS_LOCK_TIMEOUT_MS", 2_000, minimum=1),
+        job_max_retries=_int("REWARDS_JOB_MAX_RETRIES", 5, minimum=0),
+        retry_backoff_s_max=_int("REWARDS_RETRY_BACKOFF_S_MAX", 30, minimum=1),
+        future_tolerance_s=_int("REWARDS_FUTURE_TOLERANCE_S", 300, minimum=0),
+        visibility_timeout_s=_int("CELERY_VISIBILITY_TIMEOUT_S", 3_600, minimum=1),
+        task_time_limit_s=_int("REWARDS_TASK_TIME_LIMIT_S", 60, minimum=1),
+    )
+    _check_consistent(settings)
+    return settings
+
+
+def _check_consistent(settings: Settings) -> None:
+    # Redis redelivers any message still unacknowledged after the visibility
+    # timeout, even one a live worker is running; a retry delay or a job that
+    # runs longer than it would be delivered twice on purpose.
+    longest_hold_s = max(settings.retry_backoff_s_max, settings.task_time_limit_s)
+    if settings.visibility_timeout_s <= longest_hold_s:
+        raise ConfigError(
+            f"CELERY_VISIBILITY_TIMEOUT_S ({settings.visibility_timeout_s}) must exceed "
+            f"REWARDS_RETRY_BACKOFF_S_MAX and REWARDS_TASK_TIME_LIMIT_S ({longest_hold_s})"
+        )
+
+
+@lru_cache(maxsize=1)
+def get() -> Settings:
+    """The process's settings, read once."""
+    return load()

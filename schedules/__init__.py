@@ -1,0 +1,1 @@
+"""Periodic maintenance jobs and the beat schedule that runs them."""

@@ -1,0 +1,11 @@
+"""Shared test set-up: the servers every tier may use, named before anything reads settings.
+
+`make test` exports the same values; these defaults let a plain `pytest` run
+after `make migrate` has prepared the database.
+"""
+
+import os
+
+os.environ.setdefault("REWARDS_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/rewards_test")
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/14")
+os.environ.setdefault("CELERY_RESULT_BACKEND", "redis://127.0.0.1:6379/15")

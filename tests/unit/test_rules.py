@@ -1,0 +1,111 @@
+"""The reward rules as the reference document states them, as plain tables."""
+
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rewards.rules import Policy, checkin_reward, is_pro, local_day, next_streak_days
+
+POLICY = Policy()
+UTC = timezone.utc
+
+
+def thirty_day_total(pro: bool) -> int:
+    return sum(checkin_reward(day, pro, POLICY).xp_granted for day in range(1, 31))
+
+
+def test_thirty_consecutive_days_pay_900_regular_and_4500_pro():
+    assert thirty_day_total(pro=False) == 900
+    assert thirty_day_total(pro=True) == 4_500
+
+
+@pytest.mark.parametrize(
+    ("streak_days", "pro", "base_xp", "bonus_xp", "xp_granted"),
+    [
+        (1, False, 10, 0, 10),
+        (1, True, 10, 0, 50),
+        (6, False, 10, 0, 10),
+        (7, False, 10, 150, 160),
+        (7, True, 10, 150, 800),
+        (14, True, 10, 150, 800),
+        (21, True, 10, 150, 800),
+        (8, True, 10, 0, 50),
+    ],
+)
+def test_checkin_reward_matches_the_reference_examples(streak_days, pro, base_xp, bonus_xp, xp_granted):
+    reward = checkin_reward(streak_days, pro, POLICY)
+    assert (reward.base_xp, reward.bonus_xp, reward.xp_granted) == (base_xp, bonus_xp, xp_granted)
+
+
+def test_seven_checkins_pay_ten_times_six_plus_one_sixty():
+    assert sum(checkin_reward(day, False, POLICY).xp_granted for day in range(1, 8)) == 10 * 6 + 160
+
+
+def test_a_streak_of_zero_days_is_a_bug_not_a_reward():
+    with pytest.raises(ValueError):
+        checkin_reward(0, False, POLICY)
+
+
+@pytest.mark.parametrize(
+    ("previous", "last_day", "day", "expected"),
+    [
+        (0, None, date(2026, 1, 1), 1),
+        (3, date(2026, 1, 1), date(2026, 1, 2), 4),
+        (3, date(2026, 1, 1), date(2026, 1, 3), 1),  # a missed day resets the streak
+        (6, date(2026, 2, 28), date(2026, 3, 1), 7),  # month boundary
+        (9, date(2026, 12, 31), date(2027, 1, 1), 10),  # year boundary
+    ],
+)
+def test_next_streak_days(previous, last_day, day, expected):
+    assert next_streak_days(previous, last_day, day) == expected
+
+
+@pytest.mark.parametrize(
+    ("instant", "zone", "expected"),
+    [
+        ("2026-03-01T23:30:00+00:00", "Asia/Tokyo", date(2026, 3, 2)),
+        ("2026-03-01T23:30:00+00:00", "UTC", date(2026, 3, 1)),
+        ("2026-03-02T03:00:00+00:00", "America/Los_Angeles", date(2026, 3, 1)),
+        # America/New_York springs forward on 2026-03-08 and falls back on 2026-11-01.
+        ("2026-03-08T05:30:00+00:00", "America/New_York", date(2026, 3, 8)),  # 00:30 EST
+        ("2026-03-09T03:30:00+00:00", "America/New_York", date(2026, 3, 8)),  # 23:30 EDT
+        ("2026-11-01T04:30:00+00:00", "America/New_York", date(2026, 11, 1)),  # 00:30 EDT
+        ("2026-11-02T04:30:00+00:00", "America/New_York", date(2026, 11, 1)),  # 23:30 EST
+    ],
+)
+def test_local_day_is_the_calendar_day_in_the_partners_zone(instant, zone, expected):
+    assert local_day(datetime.fromisoformat(instant), zone) == expected
+
+
+def test_local_day_refuses_a_naive_instant():
+    with pytest.raises(ValueError):
+        local_day(datetime(2026, 1, 1, 12), "UTC")
+
+
+def test_pro_is_decided_by_the_instant_against_pro_until():
+    until = datetime(2026, 6, 1, tzinfo=UTC)
+    assert is_pro(until, until - timedelta(seconds=1))
+    assert not is_pro(until, until)
+    assert not is_pro(None, until)
+
+
+def test_policy_version_names_the_amounts():
+    assert Policy().version == Policy().version
+    assert Policy(checkin_xp=20).version != Policy().version
+
+
+@given(st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=60), st.booleans())
+def test_any_checkin_sequence_pays_base_per_day_plus_a_bonus_per_full_week(gaps, pro):
+    """Walk check-ins separated by 1-3 days: the pay is always derivable from the streaks."""
+    day, last_day, streak, paid = date(2026, 1, 1), None, 0, 0
+    expected = 0
+    for gap in gaps:
+        day += timedelta(days=gap)
+        streak = next_streak_days(streak, last_day, day)
+        last_day = day
+        paid += checkin_reward(streak, pro, POLICY).xp_granted
+        expected += (10 + (150 if streak % 7 == 0 else 0)) * (5 if pro else 1)
+        assert 1 <= streak
+    assert paid == expected
