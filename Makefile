@@ -7,10 +7,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# The test suite's servers: PostgreSQL database rewards_test, Redis databases 14 and 15.
-TEST_ENV := REWARDS_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/rewards_test \
-	CELERY_BROKER_URL=redis://127.0.0.1:6379/14 \
-	CELERY_RESULT_BACKEND=redis://127.0.0.1:6379/15
+# The test suite's servers. Override to run two suites side by side, e.g.
+# `make test TEST_DB=rewards_test_2 BROKER_DB=12 BACKEND_DB=13`.
+TEST_DB ?= rewards_test
+BROKER_DB ?= 14
+BACKEND_DB ?= 15
+TEST_ENV := REWARDS_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/$(TEST_DB) \
+	CELERY_BROKER_URL=redis://127.0.0.1:6379/$(BROKER_DB) \
+	CELERY_RESULT_BACKEND=redis://127.0.0.1:6379/$(BACKEND_DB)
 
 .PHONY: help install services migrate test test-fast bench clean
 
@@ -26,7 +30,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## Create .venv and install the project with its test extra
 
 services: ## Install (apt-get) and start PostgreSQL and Redis if needed; create the test database
-	@bash .ci/services.sh
+	@REWARDS_TEST_DB=$(TEST_DB) bash .ci/services.sh
 
 migrate: $(STAMP) services ## Run the Alembic migrations on the test database (rewards db upgrade)
 	$(TEST_ENV) $(BIN)/rewards db upgrade
