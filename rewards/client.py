@@ -7,6 +7,9 @@ same names with JSON keyword arguments (see README, "Job contract").
     client = RewardsClient("redis://broker:6379/0", "redis://broker:6379/1")
     result = client.checkin(42)                 # occurred_at defaults to now
     result.get(timeout=10)                      # {"status": "applied", "xp_granted": 10, …}
+    client.start_task(42, "invite_3_friends")   # later: client.claim_task(42, "invite_3_friends")
+    client.record_referral(42, 43)              # partner 42 referred partner 43
+    client.adjust(42, -100, "refund reversal", request_id="ticket-981")
 """
 
 from __future__ import annotations
@@ -64,6 +67,26 @@ class RewardsClient:
         if timezone is not _UNSET:
             kwargs["timezone"] = timezone
         return self.send(contract.PARTNER_UPDATE, **kwargs)
+
+    def start_task(self, partner_id: int, task_id: str,
+                   occurred_at: datetime | str | None = None) -> AsyncResult:
+        return self.send(contract.TASK_START, partner_id=partner_id, task_id=task_id,
+                         occurred_at=_instant(occurred_at))
+
+    def claim_task(self, partner_id: int, task_id: str,
+                   occurred_at: datetime | str | None = None) -> AsyncResult:
+        return self.send(contract.TASK_CLAIM, partner_id=partner_id, task_id=task_id,
+                         occurred_at=_instant(occurred_at))
+
+    def record_referral(self, referrer_id: int, referee_id: int,
+                        occurred_at: datetime | str | None = None) -> AsyncResult:
+        return self.send(contract.REFERRAL_RECORD, referrer_id=referrer_id, referee_id=referee_id,
+                         occurred_at=_instant(occurred_at))
+
+    def adjust(self, partner_id: int, amount: int, reason: str, request_id: str) -> AsyncResult:
+        """An operator's grant (amount > 0) or deduction (< 0); replaying request_id applies it once."""
+        return self.send(contract.ADJUST, partner_id=partner_id, amount=amount, reason=reason,
+                         request_id=request_id)
 
     def close(self) -> None:
         self.app.close()

@@ -11,9 +11,20 @@ from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 MAX_BIGINT = 2**63 - 1
+# An operator's adjustment moves at most this much XP either way: a typo with
+# extra zeros is refused rather than credited.
+MAX_ADJUSTMENT_XP = 1_000_000_000
 
 
 def _parse_instant(value: Any) -> datetime:
@@ -43,6 +54,7 @@ def _check_timezone(value: Any) -> str:
 PartnerId = Annotated[int, Field(strict=True, gt=0, le=MAX_BIGINT)]
 Instant = Annotated[datetime, BeforeValidator(_parse_instant)]
 TimeZoneName = Annotated[str, BeforeValidator(_check_timezone)]
+TaskId = Annotated[str, Field(strict=True, min_length=1, max_length=64, pattern=r"^[a-z0-9_]{1,64}$")]
 
 
 class Job(BaseModel):
@@ -75,6 +87,47 @@ class PartnerUpdateJob(Job):
     @property
     def sets_timezone(self) -> bool:
         return "timezone" in self.model_fields_set
+
+
+class TaskJob(Job):
+    partner_id: PartnerId
+    task_id: TaskId
+    occurred_at: Instant
+
+
+class TaskStartJob(TaskJob):
+    pass
+
+
+class TaskClaimJob(TaskJob):
+    pass
+
+
+class ReferralJob(Job):
+    referrer_id: PartnerId
+    referee_id: PartnerId
+    occurred_at: Instant
+
+
+class AdjustmentJob(Job):
+    partner_id: PartnerId
+    amount: Annotated[int, Field(strict=True, ge=-MAX_ADJUSTMENT_XP, le=MAX_ADJUSTMENT_XP)]
+    reason: Annotated[str, Field(strict=True, min_length=1, max_length=200)]
+    request_id: Annotated[str, Field(strict=True, min_length=1, max_length=100)]
+
+    @field_validator("amount")
+    @classmethod
+    def _moves_something(cls, amount: int) -> int:
+        if amount == 0:
+            raise ValueError("must not be 0: an adjustment grants (> 0) or deducts (< 0) XP")
+        return amount
+
+    @field_validator("reason", "request_id")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
 
 
 def describe_errors(error: ValidationError) -> list[dict[str, str]]:

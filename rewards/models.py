@@ -5,6 +5,12 @@ Tables (names and columns are a contract: operators' reports query them):
 - ``partner``      one row per upstream user: balance, streak state, PRO, time zone.
 - ``checkin``      one row per partner per local day; its primary key is the
                    check-in's idempotency key.
+- ``partner_task`` one row per attempt at a catalogue task (STARTED, then
+                   COMPLETED or EXPIRED); at most one attempt per partner and
+                   task is not EXPIRED.
+- ``referral``     one row per referee: who referred them (the first referrer wins).
+- ``adjustment``   one row per operator request_id: the grant or deduction asked
+                   for and whether it was applied.
 - ``xp_ledger``    one row per XP movement, never updated or deleted.
 - ``audit_event``  what happened, including rejected jobs, as JSON.
 - ``job_failure``  jobs that could not be applied (poison payloads, retries
@@ -16,10 +22,15 @@ Invariants (DESIGN.md section 5), held by the database as well as the code:
    ``balance_after`` equals ``xp`` (written in one transaction; checked by
    ``tests/invariants.py`` and the reconciler).
 2. Each idempotency key is applied at most once: ``checkin`` primary key,
-   ``xp_ledger.idempotency_key`` UNIQUE.
+   ``partner_task`` primary key (partner, task, attempt) and the conditional
+   STARTED -> COMPLETED update, ``referral`` primary key (referee),
+   ``adjustment`` primary key (request_id), ``xp_ledger.idempotency_key`` UNIQUE.
 3. ``xp >= 0`` and ``balance_after >= 0`` (CHECK); ledger amounts are never
    zero and always ``base_amount * multiplier`` (CHECK).
-4. ``referral_count`` equals the referrals recorded for the referrer.
+4. ``referral_count`` equals the referrals recorded for the referrer (both
+   written in one transaction).
+5. Every ``task_reward`` ledger row pays one COMPLETED ``partner_task``
+   attempt, and every COMPLETED attempt is paid exactly once.
 
 The same metadata creates the SQLite file of the embedded default; the
 Alembic migrations create the PostgreSQL schema, and a test keeps the two equal.
@@ -89,6 +100,8 @@ SerialId = BigInteger().with_variant(Integer(), "sqlite")
 Payload = JSON().with_variant(JSONB(), "postgresql")
 
 ENTRY_TYPES = ("checkin", "streak_bonus", "task_reward", "adjustment", "correction")
+TASK_STATUSES = ("STARTED", "COMPLETED", "EXPIRED")
+ADJUSTMENT_STATUSES = ("applied", "rejected")
 
 
 def utcnow() -> datetime:
@@ -207,3 +220,79 @@ job_failure = Table(
 )
 # Operators list the newest failures first.
 Index("ix_job_failure_last_seen_at", job_failure.c.last_seen_at)
+
+partner_task = Table(
+    "partner_task",
+    metadata,
+    # (partner, task, attempt) is the idempotency key of a start and of a claim.
+    Column("partner_id", BigInteger, ForeignKey("partner.id"), primary_key=True),
+    Column("task_id", String(64), primary_key=True),
+    Column("attempt", Integer, primary_key=True, autoincrement=False),
+    Column("status", String(16), nullable=False),
+    # The metric the progress rule measures from: referral_count at the start
+    # for referral tasks, 0 for the others.
+    Column("initial_metric_value", Integer, nullable=False, server_default=text("0")),
+    # The partner-local day of the start: action progress counts check-in days
+    # from it. Kept as a day because the partner's time zone may change later.
+    Column("start_day", Date, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("completed_at", UtcDateTime),
+    CheckConstraint("attempt >= 1", name="attempt_positive"),
+    CheckConstraint("status IN ('STARTED', 'COMPLETED', 'EXPIRED')", name="status_known"),
+    CheckConstraint("initial_metric_value >= 0", name="initial_metric_not_negative"),
+    CheckConstraint("(status = 'COMPLETED') = (completed_at IS NOT NULL)",
+                    name="completed_at_iff_completed"),
+)
+# At most one live (STARTED or COMPLETED) attempt per partner and task: a new
+# attempt can only begin once the previous one has EXPIRED.
+Index(
+    "ux_partner_task_live_attempt",
+    partner_task.c.partner_id,
+    partner_task.c.task_id,
+    unique=True,
+    postgresql_where=partner_task.c.status != "EXPIRED",
+    sqlite_where=partner_task.c.status != "EXPIRED",
+)
+# A partner's task list by status (the reference document's proposal).
+Index("ix_partner_task_partner_id_status", partner_task.c.partner_id, partner_task.c.status)
+# The stale-task sweep looks for old STARTED attempts only; finished ones,
+# the vast majority over time, stay out of the index.
+Index(
+    "ix_partner_task_stale_sweep",
+    partner_task.c.started_at,
+    postgresql_where=partner_task.c.status == "STARTED",
+    sqlite_where=partner_task.c.status == "STARTED",
+)
+
+referral = Table(
+    "referral",
+    metadata,
+    # One row per referee: its primary key is the referral's idempotency key.
+    Column("referee_id", BigInteger, ForeignKey("partner.id"), primary_key=True, autoincrement=False),
+    Column("referrer_id", BigInteger, ForeignKey("partner.id"), nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    CheckConstraint("referee_id <> referrer_id", name="not_self_referral"),
+)
+# A referrer's referrals, and the reconciler's count of them.
+Index("ix_referral_referrer_id", referral.c.referrer_id)
+
+adjustment = Table(
+    "adjustment",
+    metadata,
+    # The operator's request_id: replaying it returns the first outcome, and
+    # reusing it with other parameters is refused, whatever that outcome was.
+    Column("request_id", String(100), primary_key=True),
+    Column("partner_id", BigInteger, ForeignKey("partner.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("reason", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("rejection_reason", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    CheckConstraint("amount <> 0", name="amount_not_zero"),
+    CheckConstraint("status IN ('applied', 'rejected')", name="status_known"),
+    CheckConstraint("(status = 'rejected') = (rejection_reason IS NOT NULL)",
+                    name="rejection_reason_iff_rejected"),
+)
+# An operator looking into one partner lists their adjustments.
+Index("ix_adjustment_partner_id", adjustment.c.partner_id)

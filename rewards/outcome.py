@@ -19,6 +19,13 @@ INVALID_PAYLOAD = "invalid_payload"
 IN_FUTURE = "in_future"
 OUT_OF_ORDER = "out_of_order"
 SUPERSEDED = "superseded"
+UNKNOWN_TASK = "unknown_task"
+NOT_STARTED = "not_started"
+ALREADY_COMPLETED = "already_completed"
+REQUIREMENT_NOT_MET = "requirement_not_met"
+SELF_REFERRAL = "self_referral"
+IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+INSUFFICIENT_XP = "insufficient_xp"
 
 
 @dataclass(frozen=True)

@@ -72,3 +72,59 @@ def checkin_reward(streak_days: int, pro: bool, policy: Policy) -> CheckinReward
         bonus_xp=policy.streak_bonus_xp if on_bonus_day else 0,
         multiplier=policy.pro_xp_multiplier if pro else 1,
     )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a task attempt is: `current` of `required` (0 required: nothing to do)."""
+
+    current: int
+    required: int
+
+    @property
+    def met(self) -> bool:
+        return self.current >= self.required
+
+    def __str__(self) -> str:
+        return f"{self.current}/{self.required}"
+
+
+@dataclass(frozen=True)
+class TaskReward:
+    base_xp: int
+    multiplier: int
+
+    @property
+    def xp_granted(self) -> int:
+        return self.base_xp * self.multiplier
+
+
+def social_progress() -> Progress:
+    """Social tasks have no requirement: the upstream app verified the action before the claim."""
+    return Progress(current=0, required=0)
+
+
+def referral_progress(referral_count: int, initial_referral_count: int, required: int) -> Progress:
+    """Friends referred since the task started."""
+    return Progress(current=max(0, referral_count - initial_referral_count), required=required)
+
+
+def action_progress(latest_streak_days: int, checkin_days_since_start: int, required: int) -> Progress:
+    """Consecutive check-in days on or after the start day, ending at the latest check-in.
+
+    `latest_streak_days` is the streak of the latest check-in (the run of days
+    ending there); `checkin_days_since_start` counts check-in days from the
+    start day on. When the run began before the start day, every check-in
+    day since the start is in it; otherwise the run lies wholly after the
+    start. Either way the smaller number is the run's part since the start,
+    and a streak broken after the start never makes it negative (the
+    reference document's `current - initial` did).
+    """
+    return Progress(current=max(0, min(latest_streak_days, checkin_days_since_start)), required=required)
+
+
+def task_reward(reward_xp: int, pro: bool, policy: Policy) -> TaskReward:
+    """A task's catalogue reward, times the PRO multiplier when PRO at the claim's instant."""
+    if reward_xp < 1:
+        raise ValueError(f"a task pays at least 1 XP, got {reward_xp}")
+    return TaskReward(base_xp=reward_xp, multiplier=policy.pro_xp_multiplier if pro else 1)

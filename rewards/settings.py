@@ -30,6 +30,7 @@ class Settings:
     future_tolerance_s: int
     visibility_timeout_s: int
     task_time_limit_s: int
+    catalog_path: str | None
 
 
 def _text(name: str, default: str) -> str:
@@ -72,6 +73,8 @@ def load() -> Settings:
         future_tolerance_s=_int("REWARDS_FUTURE_TOLERANCE_S", 300, minimum=0),
         visibility_timeout_s=_int("CELERY_VISIBILITY_TIMEOUT_S", 3_600, minimum=1),
         task_time_limit_s=_int("REWARDS_TASK_TIME_LIMIT_S", 60, minimum=1),
+        # The task catalogue file; unset means the one shipped as rewards/catalog.toml.
+        catalog_path=os.environ.get("REWARDS_CATALOG_PATH", "").strip() or None,
     )
     _check_consistent(settings)
     return settings

@@ -65,6 +65,49 @@ _STREAK_SUMMARY_MISMATCHES = text("""
     HAVING p.total_checkins <> COUNT(c.day) OR p.last_checkin_day IS DISTINCT FROM MAX(c.day)
 """)
 
+# 4. referral_count == the referrals recorded for that referrer.
+_REFERRAL_COUNT_MISMATCHES = text("""
+    SELECT p.id, p.referral_count, COUNT(r.referee_id) AS rows
+    FROM partner p LEFT JOIN referral r ON r.referrer_id = p.id
+    GROUP BY p.id, p.referral_count
+    HAVING p.referral_count <> COUNT(r.referee_id)
+""")
+
+# 5. Every task_reward ledger row pays a COMPLETED attempt, under that attempt's key...
+_ORPHAN_TASK_REWARDS = text("""
+    SELECT l.id, l.idempotency_key FROM xp_ledger l
+    WHERE l.entry_type = 'task_reward'
+      AND NOT EXISTS (SELECT 1 FROM partner_task t
+                      WHERE t.status = 'COMPLETED' AND t.partner_id = l.partner_id
+                        AND l.idempotency_key = 'task:' || t.partner_id || ':' || t.task_id || ':' || t.attempt)
+""")
+# ...and each COMPLETED attempt was paid exactly once (STARTED and EXPIRED ones never).
+_TASK_PAYMENT_MISMATCHES = text("""
+    SELECT t.partner_id, t.task_id, t.attempt, t.status, COUNT(l.id) AS payments
+    FROM partner_task t
+    LEFT JOIN xp_ledger l ON l.partner_id = t.partner_id AND l.entry_type = 'task_reward'
+        AND l.idempotency_key = 'task:' || t.partner_id || ':' || t.task_id || ':' || t.attempt
+    GROUP BY t.partner_id, t.task_id, t.attempt, t.status
+    HAVING COUNT(l.id) <> (CASE WHEN t.status = 'COMPLETED' THEN 1 ELSE 0 END)
+""")
+
+# Every applied adjustment has exactly its one ledger row, and no refused one has any.
+_ADJUSTMENT_LEDGER_MISMATCHES = text("""
+    SELECT a.request_id, a.status, a.amount, COUNT(l.id) AS rows, COALESCE(SUM(l.amount), 0) AS ledger_sum
+    FROM adjustment a
+    LEFT JOIN xp_ledger l ON l.idempotency_key = 'adjustment:' || a.request_id
+        AND l.entry_type = 'adjustment' AND l.partner_id = a.partner_id
+    GROUP BY a.request_id, a.status, a.amount
+    HAVING COUNT(l.id) <> (CASE WHEN a.status = 'applied' THEN 1 ELSE 0 END)
+        OR (a.status = 'applied' AND COALESCE(SUM(l.amount), 0) <> a.amount)
+""")
+_ORPHAN_ADJUSTMENT_ROWS = text("""
+    SELECT l.id, l.idempotency_key FROM xp_ledger l
+    WHERE l.entry_type = 'adjustment'
+      AND NOT EXISTS (SELECT 1 FROM adjustment a WHERE a.status = 'applied'
+                      AND l.idempotency_key = 'adjustment:' || a.request_id)
+""")
+
 CHECKS = {
     "xp equals the ledger sum and the last balance_after": _BALANCE_MISMATCHES,
     "every ledger row continues its partner's balance chain": _BROKEN_CHAIN,
@@ -72,6 +115,11 @@ CHECKS = {
     "every check-in ledger row belongs to a check-in": _ORPHAN_CHECKIN_ROWS,
     "no negative balance, no zero amount": _SIGN_VIOLATIONS,
     "partner check-in totals match the check-in rows": _STREAK_SUMMARY_MISMATCHES,
+    "referral_count equals the referrer's referral rows": _REFERRAL_COUNT_MISMATCHES,
+    "every task_reward ledger row belongs to a COMPLETED partner_task": _ORPHAN_TASK_REWARDS,
+    "each COMPLETED attempt was paid exactly once": _TASK_PAYMENT_MISMATCHES,
+    "every applied adjustment has one ledger row, a refused one none": _ADJUSTMENT_LEDGER_MISMATCHES,
+    "every adjustment ledger row belongs to an applied adjustment": _ORPHAN_ADJUSTMENT_ROWS,
 }
 
 

@@ -2,7 +2,9 @@
 
 from celery import Celery
 
-app = Celery("rewards", include=["workers.checkin", "workers.partner"])
+app = Celery("rewards", include=[
+    "workers.checkin", "workers.partner", "workers.task", "workers.referral", "workers.adjust",
+])
 app.config_from_object("celeryconfig")
 
 __all__ = ["app"]
