@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from rewards.jobs import CheckinJob, PartnerUpdateJob, describe_errors
+from rewards.jobs import AdjustmentJob, CheckinJob, PartnerUpdateJob, ReferralJob, TaskClaimJob, describe_errors
 
 AT = "2026-11-24T09:30:00+00:00"
 
@@ -59,3 +59,43 @@ def test_a_partner_update_cannot_clear_the_time_zone():
 def test_a_partner_update_may_end_pro_with_null():
     job = PartnerUpdateJob.model_validate({"partner_id": 1, "occurred_at": AT, "pro_until": None})
     assert job.sets_pro_until and job.pro_until is None and not job.sets_timezone
+
+
+def task_payload(**changes):
+    return {"partner_id": 1, "task_id": "invite_3_friends", "occurred_at": AT, **changes}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "fragment"),
+    [
+        ({"task_id": "Invite_3"}, "task_id", "pattern"),
+        ({"task_id": ""}, "task_id", "at least 1"),
+        ({"task_id": "a" * 65}, "task_id", "at most 64"),
+        ({"task_id": 3}, "task_id", "valid string"),
+        ({"partner_id": "1"}, "partner_id", "valid integer"),
+    ],
+)
+def test_a_malformed_task_job_names_the_field(changes, field, fragment):
+    assert fragment in problems(TaskClaimJob, task_payload(**changes))[field]
+
+
+def test_a_referral_names_both_partners():
+    job = ReferralJob.model_validate({"referrer_id": 1, "referee_id": 2, "occurred_at": AT})
+    assert (job.referrer_id, job.referee_id) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "fragment"),
+    [
+        ({"amount": 0}, "amount", "must not be 0"),
+        ({"amount": True}, "amount", "valid integer"),
+        ({"amount": 2_000_000_000}, "amount", "less than or equal"),
+        ({"reason": ""}, "reason", "at least 1"),
+        ({"reason": "x" * 201}, "reason", "at most 200"),
+        ({"reason": "  "}, "reason", "blank"),
+        ({"request_id": "r" * 101}, "request_id", "at most 100"),
+    ],
+)
+def test_a_malformed_adjustment_names_the_field(changes, field, fragment):
+    payload = {"partner_id": 1, "amount": -50, "reason": "chargeback", "request_id": "r-1", **changes}
+    assert fragment in problems(AdjustmentJob, payload)[field]

@@ -6,7 +6,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rewards.rules import Policy, checkin_reward, is_pro, local_day, next_streak_days
+from rewards.rules import (
+    Policy,
+    Progress,
+    action_progress,
+    checkin_reward,
+    is_pro,
+    local_day,
+    next_streak_days,
+    referral_progress,
+    social_progress,
+    task_reward,
+)
 
 POLICY = Policy()
 UTC = timezone.utc
@@ -109,3 +120,73 @@ def test_any_checkin_sequence_pays_base_per_day_plus_a_bonus_per_full_week(gaps,
         expected += (10 + (150 if streak % 7 == 0 else 0)) * (5 if pro else 1)
         assert 1 <= streak
     assert paid == expected
+
+
+# Tasks: progress and price, the same functions for the claim and the preview.
+
+
+@pytest.mark.parametrize(
+    ("referral_count", "initial", "required", "shown", "met"),
+    [
+        (3, 0, 3, "3/3", True),
+        (2, 0, 3, "2/3", False),
+        (7, 5, 3, "2/3", False),   # friends referred before the start do not count
+        (15, 5, 10, "10/10", True),
+        (4, 0, 3, "4/3", True),
+    ],
+)
+def test_referral_progress_counts_friends_since_the_start(referral_count, initial, required, shown, met):
+    progress = referral_progress(referral_count, initial, required)
+    assert (str(progress), progress.met) == (shown, met)
+
+
+@pytest.mark.parametrize(
+    ("latest_streak_days", "checkin_days_since_start", "current"),
+    [
+        (8, 5, 5),   # the run began before the start day: only days since the start count
+        (5, 6, 5),   # the streak broke after the start: the new run of 5 counts (the reference said 2)
+        (1, 5, 1),   # broke just now: progress falls back to 1, never below zero
+        (0, 0, 0),   # no check-in since the start
+    ],
+)
+def test_action_progress_is_the_run_of_checkin_days_since_the_start(latest_streak_days,
+                                                                     checkin_days_since_start, current):
+    assert action_progress(latest_streak_days, checkin_days_since_start, 5) == Progress(current, 5)
+
+
+@given(st.sets(st.integers(min_value=0, max_value=40), max_size=40), st.integers(min_value=0, max_value=40))
+def test_action_progress_equals_counting_the_run_day_by_day(checkin_offsets, start_offset):
+    """Any set of check-in days and any start day: the rule agrees with a plain walk back."""
+    first = date(2026, 1, 1)
+    days = sorted(first + timedelta(days=offset) for offset in checkin_offsets)
+    start_day = first + timedelta(days=start_offset)
+    streak, last_day = 0, None
+    for day in days:
+        streak = next_streak_days(streak, last_day, day)
+        last_day = day
+    since_start = [day for day in days if day >= start_day]
+    walked = 0
+    for day in reversed(since_start):
+        if walked and day != since_start[-1] - timedelta(days=walked):
+            break
+        walked += 1
+    progress = action_progress(streak if since_start else 0, len(since_start), 5)
+    assert progress.current == walked
+
+
+def test_a_social_task_has_no_requirement_and_is_always_met():
+    assert social_progress().met and social_progress().required == 0
+
+
+@pytest.mark.parametrize(
+    ("reward_xp", "pro", "xp_granted"),
+    [(500, False, 500), (500, True, 2_500), (250, True, 1_250), (10_000, False, 10_000)],
+)
+def test_a_task_pays_its_reward_times_the_pro_multiplier(reward_xp, pro, xp_granted):
+    reward = task_reward(reward_xp, pro, POLICY)
+    assert reward.xp_granted == xp_granted and reward.base_xp == reward_xp
+
+
+def test_a_task_reward_of_zero_is_a_bug_not_a_payment():
+    with pytest.raises(ValueError):
+        task_reward(0, False, POLICY)
