@@ -1,0 +1,59 @@
+"""The `rewards` command against the test database and the real worker."""
+
+from rewards.cli import main
+from tests.integration.helpers import START, adjust, checkin, claim, refer_friends, start
+
+
+def test_profile_prints_the_partners_numbers(client, capsys):
+    checkin(client, 800, 0)
+    assert main(["profile", "800"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "xp              10" in lines and "streak          1" in lines
+    assert "time zone       UTC" in lines
+
+
+def test_an_unknown_partner_is_one_line_and_exit_code_one(client, capsys):
+    for command in (["profile", "809"], ["tasks", "809"], ["history", "809"]):
+        assert main(command) == 1
+        captured = capsys.readouterr()
+        assert captured.err.strip() == "rewards: no partner 809" and captured.out == ""
+
+
+def test_tasks_prints_an_aligned_table_of_every_task(client, capsys):
+    start(client, 801, "invite_3_friends")
+    refer_friends(client, 801, range(8011, 8013))
+    assert main(["tasks", "801"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["TASK", "TYPE", "STATUS", "PROGRESS", "XP", "TITLE"]
+    assert len(lines) == 10
+    invite = next(line for line in lines if line.startswith("invite_3_friends "))
+    assert invite.split()[:5] == ["invite_3_friends", "referral", "STARTED", "2/3", "500"]
+    title_column = lines[0].index("TITLE")
+    assert all(line[title_column - 2:title_column] == "  " for line in lines[1:])
+
+
+def test_history_and_leaderboard_print_tables(client, capsys):
+    adjust(client, 802, 500, "grant-802", reason="welcome gift")
+    start(client, 802, "telegram_bot")
+    claim(client, 802, "telegram_bot")
+    assert main(["history", "802", "--limit", "1"]) == 0
+    history = capsys.readouterr().out.splitlines()
+    assert len(history) == 2 and "task_reward" in history[1] and "600" in history[1]
+    assert main(["leaderboard", "xp"]) == 0
+    board = capsys.readouterr().out.splitlines()
+    assert board[0].split() == ["RANK", "PARTNER", "XP"] and board[1].split() == ["1", "802", "600"]
+
+
+def test_enqueue_sends_each_job_and_exits_by_its_status(client, capsys):
+    at = START.isoformat()
+    assert main(["enqueue", "adjust", "803", "250", "--reason", "goodwill", "--request-id", "cli-803"]) == 0
+    assert "xp_after    250" in capsys.readouterr().out
+    assert main(["enqueue", "start", "803", "community_chat", "--at", at]) == 0
+    assert main(["enqueue", "claim", "803", "community_chat", "--at", at]) == 0
+    assert main(["enqueue", "referral", "803", "804", "--at", at]) == 0
+    capsys.readouterr()
+    assert main(["enqueue", "adjust", "803", "-9999", "--reason", "oops", "--request-id", "cli-803b"]) == 1
+    assert "insufficient_xp" in capsys.readouterr().out
+    assert main(["profile", "803"]) == 0
+    out = capsys.readouterr().out
+    assert "xp              350" in out and "referrals       1" in out
