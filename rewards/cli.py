@@ -121,7 +121,7 @@ def _print_table(headers: list[str], rows: list[list[Any]]) -> None:
 
     def line(values: list[str]) -> str:
         padded = [value.rjust(width) if right else value.ljust(width)
-                  for value, width, right in zip(values, widths, numeric)]
+                  for value, width, right in zip(values, widths, numeric, strict=True)]
         return "  ".join(padded).rstrip()
 
     print(line(headers))

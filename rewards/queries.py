@@ -24,8 +24,8 @@ from sqlalchemy import Connection, Row, bindparam, func, select
 
 from rewards import catalog as catalog_module
 from rewards import rules
-from rewards import tasks as tasks_module
 from rewards import settings as settings_module
+from rewards import tasks as tasks_module
 from rewards.catalog import Catalog, CatalogTask
 from rewards.models import checkin, partner, partner_task, utcnow, xp_ledger
 from rewards.rules import Policy, Progress
