@@ -16,7 +16,7 @@ TEST_ENV := REWARDS_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/$(
 	CELERY_BROKER_URL=redis://127.0.0.1:6379/$(BROKER_DB) \
 	CELERY_RESULT_BACKEND=redis://127.0.0.1:6379/$(BACKEND_DB)
 
-.PHONY: help install services migrate test test-fast bench clean
+.PHONY: help install demo services migrate test test-fast bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 install: $(STAMP) ## Create .venv and install the project with its test extra
+
+demo: $(STAMP) ## Simulate a month through a real worker (no servers needed) and print the figures
+	$(BIN)/rewards demo
 
 services: ## Install (apt-get) and start PostgreSQL and Redis if needed; create the test database
 	@REWARDS_TEST_DB=$(TEST_DB) bash .ci/services.sh
