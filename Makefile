@@ -44,5 +44,14 @@ test: migrate ## Set everything up, then run the whole test suite (unit, integra
 test-fast: migrate ## The suite without the slow system tests (worker kills)
 	$(TEST_ENV) $(BIN)/pytest -m 'not system'
 
+BENCH_ENV := REWARDS_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/rewards_bench \
+	CELERY_BROKER_URL=redis://127.0.0.1:6379/4 \
+	CELERY_RESULT_BACKEND=redis://127.0.0.1:6379/5
+
+bench: $(STAMP) ## Measure check-in drain rate against Celery's no-op rate (own database and Redis numbers)
+	@REWARDS_TEST_DB=rewards_bench bash .ci/services.sh
+	$(BENCH_ENV) $(BIN)/rewards db upgrade
+	$(BENCH_ENV) $(BIN)/python -m benchmarks.drain
+
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
