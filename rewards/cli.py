@@ -1,6 +1,7 @@
 """The `rewards` command: operate the engine from a terminal.
 
     rewards db upgrade                       migrate the database to the latest schema
+    rewards demo --partners 50               a simulated month through a real worker
     rewards profile 42                       balance, streaks, referrals, plan
     rewards tasks 42                         every task: status, progress, XP a claim pays now
     rewards history 42 --limit 20            ledger rows, newest first
@@ -22,7 +23,7 @@ import argparse
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from importlib import resources
 from typing import Any
 
@@ -32,6 +33,7 @@ from sqlalchemy.exc import OperationalError
 from rewards import queries
 from rewards import settings as settings_module
 from rewards.catalog import CatalogError
+from rewards.tables import render
 
 
 class CliError(Exception):
@@ -42,7 +44,7 @@ class NotFound(Exception):
     """What was asked about does not exist; printed as one line, exit code 1."""
 
 
-def _alembic_config():
+def alembic_config():
     from alembic.config import Config
 
     config = Config()
@@ -54,7 +56,7 @@ def _alembic_config():
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from alembic import command
 
-    command.upgrade(_alembic_config(), args.revision)
+    command.upgrade(alembic_config(), args.revision)
     print(f"database at {args.revision}")
     return 0
 
@@ -113,28 +115,25 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         client.close()
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rewards.demo import run_demo
+
+    if args.partners < 2 or args.days < 1:
+        raise CliError("the demo needs --partners of at least 2 and --days of at least 1")
+    return run_demo(args.partners, args.days, args.seed, args.database_url, args.broker_url)
+
+
 def _print_table(headers: list[str], rows: list[list[Any]]) -> None:
-    """Columns padded to their widest cell; numbers right-aligned, text left-aligned."""
-    cells = [[_cell(value) for value in row] for row in rows]
-    widths = [max([len(header)] + [len(row[i]) for row in cells]) for i, header in enumerate(headers)]
-    numeric = [bool(rows) and all(isinstance(row[i], int) for row in rows) for i in range(len(headers))]
-
-    def line(values: list[str]) -> str:
-        padded = [value.rjust(width) if right else value.ljust(width)
-                  for value, width, right in zip(values, widths, numeric, strict=True)]
-        return "  ".join(padded).rstrip()
-
-    print(line(headers))
-    for row in cells:
-        print(line(row))
+    print(render(headers, [[_cell(value) for value in row] for row in rows]))
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
+def _cell(value: Any) -> Any:
+    """Instants and days as short text; numbers and None are left to the table renderer."""
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M")
-    return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
 
 
 @contextmanager
@@ -155,8 +154,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     _print_result({
         "partner": found.partner_id, "xp": found.xp, "streak": found.checkin_streak,
         "longest streak": found.longest_streak, "check-ins": found.total_checkins,
-        "referrals": found.referral_count, "last check-in": _cell(found.last_checkin_day),
-        "pro": "yes" if found.pro else "no", "pro until": _cell(found.pro_until),
+        "referrals": found.referral_count, "last check-in": _cell(found.last_checkin_day) or "-",
+        "pro": "yes" if found.pro else "no", "pro until": _cell(found.pro_until) or "-",
         "time zone": found.timezone,
     })
     return 0
@@ -167,8 +166,8 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         views = queries.tasks(conn, args.partner_id)
     _print_table(["TASK", "TYPE", "STATUS", "PROGRESS", "XP", "TITLE"], [
         [view.task_id, view.type, view.status + (" (claimable)" if view.claimable else ""),
-         str(view.progress) if view.progress.required else "-",
-         view.xp_on_claim, view.title]
+         str(view.progress) if view.progress.required else None,
+         None if view.status == "COMPLETED" else view.xp_on_claim, view.title]
         for view in views
     ])
     return 0
@@ -218,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = db_commands.add_parser("upgrade", help="migrate to the latest schema (alembic upgrade)")
     upgrade.add_argument("revision", nargs="?", default="head")
     upgrade.set_defaults(handler=cmd_db_upgrade)
+
+    demo = commands.add_parser("demo", help="simulate a month through a real worker and check every figure")
+    demo.add_argument("--partners", type=int, default=200, help="how many partners (default 200)")
+    demo.add_argument("--days", type=int, default=30, help="how many days (default 30)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed; the same seed replays the same month")
+    demo.add_argument("--database-url", help="use this database instead of a temporary SQLite file")
+    demo.add_argument("--broker-url", help="use this broker instead of a temporary filesystem:// one")
+    demo.set_defaults(handler=cmd_demo)
 
     for name, handler, text in (("profile", cmd_profile, "a partner's balance, streaks and plan"),
                                 ("tasks", cmd_tasks, "every task with status, progress and XP a claim pays now"),

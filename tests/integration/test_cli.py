@@ -25,11 +25,12 @@ def test_tasks_prints_an_aligned_table_of_every_task(client, capsys):
     assert main(["tasks", "801"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["TASK", "TYPE", "STATUS", "PROGRESS", "XP", "TITLE"]
-    assert len(lines) == 10
+    assert len(lines) == 2 + 9  # header, rule, one row per catalogue task
     invite = next(line for line in lines if line.startswith("invite_3_friends "))
     assert invite.split()[:5] == ["invite_3_friends", "referral", "STARTED", "2/3", "500"]
     title_column = lines[0].index("TITLE")
     assert all(line[title_column - 2:title_column] == "  " for line in lines[1:])
+    assert "10,000  Invite 500 friends" in lines[-2]
 
 
 def test_history_and_leaderboard_print_tables(client, capsys):
@@ -38,10 +39,10 @@ def test_history_and_leaderboard_print_tables(client, capsys):
     claim(client, 802, "telegram_bot")
     assert main(["history", "802", "--limit", "1"]) == 0
     history = capsys.readouterr().out.splitlines()
-    assert len(history) == 2 and "task_reward" in history[1] and "600" in history[1]
+    assert len(history) == 3 and "task_reward" in history[2] and "600" in history[2]
     assert main(["leaderboard", "xp"]) == 0
     board = capsys.readouterr().out.splitlines()
-    assert board[0].split() == ["RANK", "PARTNER", "XP"] and board[1].split() == ["1", "802", "600"]
+    assert board[0].split() == ["RANK", "PARTNER", "XP"] and board[2].split() == ["1", "802", "600"]
 
 
 def test_enqueue_sends_each_job_and_exits_by_its_status(client, capsys):
