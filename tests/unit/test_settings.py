@@ -26,3 +26,17 @@ def test_a_bad_value_names_its_variable(monkeypatch, name, value, fragment):
     monkeypatch.setenv(name, value)
     with pytest.raises(settings.ConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
         settings.load()
+
+
+def test_a_client_url_that_the_environment_would_override_is_refused(monkeypatch):
+    from rewards.client import RewardsClient
+
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/14")
+    with pytest.raises(ValueError, match="CELERY_BROKER_URL='redis://127.0.0.1:6379/14' in the environment"):
+        RewardsClient("redis://elsewhere:6379/0")
+
+
+def test_every_queue_has_an_exchange_and_key_of_its_own():
+    from rewards.contract import QUEUES, kombu_queues
+
+    assert [(q.name, q.exchange.name, q.routing_key) for q in kombu_queues()] == [(n, n, n) for n in QUEUES]
