@@ -30,6 +30,9 @@ class Settings:
     future_tolerance_s: int
     visibility_timeout_s: int
     task_time_limit_s: int
+    # Flower refuses to start without authentication unless this is set
+    # (workers/flower_guard.py); for a trusted local machine only.
+    flower_unsafe_no_auth: bool = False
 
 
 def _text(name: str, default: str) -> str:
@@ -52,6 +55,20 @@ def _int(name: str, default: int, *, minimum: int) -> int:
     return value
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+    return value in _TRUE
+
+
 def load() -> Settings:
     """Read every setting from the environment; raise ConfigError naming the bad one."""
     policy = Policy(
@@ -72,6 +89,7 @@ def load() -> Settings:
         future_tolerance_s=_int("REWARDS_FUTURE_TOLERANCE_S", 300, minimum=0),
         visibility_timeout_s=_int("CELERY_VISIBILITY_TIMEOUT_S", 3_600, minimum=1),
         task_time_limit_s=_int("REWARDS_TASK_TIME_LIMIT_S", 60, minimum=1),
+        flower_unsafe_no_auth=_flag("REWARDS_FLOWER_UNSAFE_NO_AUTH", False),
     )
     _check_consistent(settings)
     return settings
