@@ -1,8 +1,10 @@
 """Flower watching a real worker process: authentication, the worker online, check-ins with their states.
 
-The module starts its own redis-server on a free port as the broker, a
-`celery -A workers worker` process and a `celery -A workers flower` process,
-all against the suite's PostgreSQL. A private broker, because the
+The module starts its own redis-server on a free port as the broker (with
+a password and appendonly, as in docker-compose.yml), a `celery -A workers
+worker` process, and a `celery -A workers flower` process with the options
+docker-compose.yml gives it and FLOWER_BASIC_AUTH from the environment, all
+against the suite's PostgreSQL. A private broker, because the
 integration tier's embedded worker (a session fixture) keeps consuming the
 suite's queues until the session ends and would take the jobs that these
 tests expect their own worker process to run, and because a suite running
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import text
 
 from rewards import contract, db
@@ -42,6 +45,7 @@ pytestmark = pytest.mark.system
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOWER_USER, FLOWER_PASSWORD = "operator", "flower-test-password"
+REDIS_PASSWORD = "redis-test-password"
 WORKER_NAME = "flower-test@localhost"
 # Far above the ids other tests use, so cleaning up here deletes nothing of theirs.
 PARTNER_IDS = (7_700_000_001, 7_700_000_002, 7_700_000_003)
@@ -109,9 +113,17 @@ def http_get(url: str, credentials: tuple[str, str] | None = None) -> tuple[int,
         return 0, b""
 
 
-def flower_argv(port: int, *options: str) -> list[str]:
+def compose_flower_options() -> list[str]:
+    """The options docker-compose.yml gives Flower, less where it listens."""
+    command = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["flower"]["command"]
+    assert command[:4] == ["celery", "-A", "workers", "flower"], command
+    return [option for option in command[4:] if not option.startswith(("--address=", "--port="))]
+
+
+def flower_argv(port: int) -> list[str]:
+    """Flower as compose runs it, on loopback and a free port; authentication comes from the environment."""
     return [sys.executable, "-m", "celery", "-A", "workers", "flower",
-            "--address=127.0.0.1", f"--port={port}", *options]
+            *compose_flower_options(), "--address=127.0.0.1", f"--port={port}"]
 
 
 @dataclass
@@ -130,21 +142,26 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def broker_env(tmp_path_factory) -> Iterator[dict[str, str]]:
-    """The environment of this module's processes: the suite's database, a private Redis."""
+    """The environment of this module's processes: the suite's database, a private Redis.
+
+    Redis runs as in docker-compose.yml: with a password and appendonly.
+    """
     directory = tmp_path_factory.mktemp("redis")
     port = free_port()
     redis_server = shutil.which("redis-server")
     assert redis_server, "redis-server is missing: `make services` installs it"
     redis = Process.start([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "no", "--dir", str(directory)], dict(os.environ),
+                           "--appendonly", "yes", "--requirepass", REDIS_PASSWORD,
+                           "--dir", str(directory)], dict(os.environ),
                           directory / "redis.log")
     try:
         wait_until(lambda: _redis_answers(port), START_TIMEOUT_S, "private redis-server", (redis.log,))
         # Flower settings from the developer's shell must not change what these tests see.
         env = {name: value for name, value in os.environ.items()
                if not name.startswith("FLOWER_") and name != "REWARDS_FLOWER_UNSAFE_NO_AUTH"}
-        env.update(CELERY_BROKER_URL=f"redis://127.0.0.1:{port}/0",
-                   CELERY_RESULT_BACKEND=f"redis://127.0.0.1:{port}/1", PYTHONUNBUFFERED="1")
+        env.update(CELERY_BROKER_URL=f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0",
+                   CELERY_RESULT_BACKEND=f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/1",
+                   PYTHONUNBUFFERED="1")
         yield env
     finally:
         redis.stop()
@@ -153,8 +170,9 @@ def broker_env(tmp_path_factory) -> Iterator[dict[str, str]]:
 def _redis_answers(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
-            connection.sendall(b"PING\r\n")
-            return connection.recv(16).startswith(b"+PONG")
+            connection.sendall(f"AUTH {REDIS_PASSWORD}\r\nPING\r\n".encode())
+            time.sleep(0.05)
+            return b"+PONG" in connection.recv(64)
     except OSError:
         return False
 
@@ -167,8 +185,8 @@ def stack(broker_env, tmp_path_factory) -> Iterator[Stack]:
     worker = Process.start([sys.executable, "-m", "celery", "-A", "workers", "worker",
                             "-Q", ",".join(contract.QUEUES), "-c", "2", "--loglevel=INFO",
                             "-n", WORKER_NAME], broker_env, directory / "worker.log")
-    flower = Process.start(flower_argv(port, f"--basic-auth={FLOWER_USER}:{FLOWER_PASSWORD}"),
-                           broker_env, directory / "flower.log")
+    flower_env = dict(broker_env, FLOWER_BASIC_AUTH=f"{FLOWER_USER}:{FLOWER_PASSWORD}")
+    flower = Process.start(flower_argv(port), flower_env, directory / "flower.log")
     logs = (worker.log, flower.log)
     try:
         flower_url = f"http://127.0.0.1:{port}"
