@@ -208,3 +208,10 @@ def test_the_env_file_with_its_passwords_stays_out_of_git_and_out_of_the_image()
     for ignore_file in (".gitignore", ".dockerignore"):
         lines = {line.strip() for line in (ROOT / ignore_file).read_text().splitlines()}
         assert ".env" in lines, f"{ignore_file} must list .env"
+
+
+def test_workers_and_producers_send_the_events_flower_builds_its_task_list_from():
+    import celeryconfig
+
+    assert celeryconfig.worker_send_task_events is True
+    assert celeryconfig.task_send_sent_event is True
