@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from celery.bin.celery import celery as celery_command
+from flower.options import default_options as flower_options
 
 from rewards import contract
 from rewards import settings as settings_module
@@ -113,6 +114,14 @@ def test_every_engine_service_runs_a_command_this_project_has(service):
     target = command[3]
     assert target in {"worker", "beat", "flower"}, f"{service} runs celery {target}"
     assert target in celery_command.commands, f"celery has no {target!r} command here"
+    given = [word.partition("=")[0] for word in command[4:] if word.startswith("-")]
+    if target == "flower":
+        # Flower silently ignores an option it does not know: a typo would pass unnoticed.
+        unknown = [name for name in given if not hasattr(flower_options, name.lstrip("-").replace("-", "_"))]
+    else:
+        known = {opt for param in celery_command.commands[target].params for opt in param.opts}
+        unknown = [name for name in given if name not in known]
+    assert not unknown, f"{service}: celery {target} has no option {unknown}"
     if target == "worker":
         queues = option_value(command, "-Q", "--queues").split(",")
         assert set(queues) <= set(contract.QUEUES), f"{service} consumes unknown queues {queues}"
