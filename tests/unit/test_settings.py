@@ -20,6 +20,7 @@ def test_defaults_are_the_reference_amounts(monkeypatch):
         ("PRO_XP_MULTIPLIER", "0", "PRO_XP_MULTIPLIER must be at least 1"),
         ("REWARDS_DATABASE_URL", "  ", "REWARDS_DATABASE_URL is set but empty"),
         ("CELERY_VISIBILITY_TIMEOUT_S", "10", "CELERY_VISIBILITY_TIMEOUT_S (10) must exceed"),
+        ("REWARDS_FLOWER_UNSAFE_NO_AUTH", "maybe", "REWARDS_FLOWER_UNSAFE_NO_AUTH must be 1 or 0"),
     ],
 )
 def test_a_bad_value_names_its_variable(monkeypatch, name, value, fragment):
