@@ -33,6 +33,9 @@ class Settings:
     task_time_limit_s: int
     broker_folder: str | None
     catalog_path: str | None
+    # Flower refuses to start without authentication unless this is set
+    # (workers/flower_guard.py); for a trusted local machine only.
+    flower_unsafe_no_auth: bool = False
 
 
 def _text(name: str, default: str) -> str:
@@ -53,6 +56,20 @@ def _int(name: str, default: int, *, minimum: int) -> int:
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+    return value in _TRUE
 
 
 def load() -> Settings:
@@ -78,6 +95,7 @@ def load() -> Settings:
         broker_folder=os.environ.get("REWARDS_BROKER_FOLDER") or None,
         # The task catalogue file; unset means the one shipped as rewards/catalog.toml.
         catalog_path=os.environ.get("REWARDS_CATALOG_PATH", "").strip() or None,
+        flower_unsafe_no_auth=_flag("REWARDS_FLOWER_UNSAFE_NO_AUTH", False),
     )
     _check_consistent(settings)
     if settings.broker_url.startswith("filesystem://") and not settings.broker_folder:

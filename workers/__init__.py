@@ -7,4 +7,9 @@ app = Celery("rewards", include=[
 ])
 app.config_from_object("celeryconfig")
 
+# `celery -A workers flower` refuses to start without authentication.
+from workers import flower_guard  # noqa: E402
+
+flower_guard.install_if_running_flower()
+
 __all__ = ["app"]
