@@ -2,7 +2,7 @@
 
 from celery import Celery
 
-app = Celery("rewards", include=["workers.checkin", "workers.partner"])
+app = Celery("rewards", include=["workers.checkin", "workers.partner", "workers.maintenance"])
 app.config_from_object("celeryconfig")
 
 __all__ = ["app"]
