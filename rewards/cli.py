@@ -3,9 +3,11 @@
     rewards db upgrade                       migrate the database to the latest schema
     rewards enqueue checkin 42               send a job through the client, print its result
     rewards enqueue partner 42 --timezone Asia/Tokyo --pro-until 2027-01-01T00:00:00+00:00
+    rewards reconcile [--full]               check the ledger invariants, print the mismatches
 
 Errors are one line naming the problem and what to do; exit codes: 0 done,
-1 the job was rejected or failed, 2 bad usage or configuration.
+1 the job was rejected or failed, or reconcile found mismatches, 2 bad usage
+or configuration (or another reconcile run holds the lock).
 """
 
 from __future__ import annotations
@@ -80,6 +82,36 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         client.close()
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from rewards import db
+    from rewards.models import utcnow
+    from schedules import reconcile
+
+    limits = settings_module.get().maintenance
+    summary = reconcile.run(db.get_engine(), utcnow(), limits.batch_size, full=args.full,
+                            lag_s=limits.reconcile_lag_s)
+    if summary.skipped:
+        raise CliError(f"another reconcile run holds the lock ({summary.skipped}); try again when it ends")
+    found, total = summary.details["found"], summary.details["mismatches"]
+    print(f"checked {summary.examined} partners ({summary.details['mode']}) in {summary.took_ms:g} ms: "
+          f"{total} mismatch{'es' if total != 1 else ''}")
+    if found:
+        print()
+        _print_table(("partner_id", "check", "details"), [
+            (str(m["partner_id"]), m["check"], " ".join(f"{k}={v}" for k, v in m["details"].items()))
+            for m in found
+        ])
+    if total > len(found):
+        print(f"… and {total - len(found)} more: every one is an audit_event of type reconciliation.mismatch")
+    return 1 if total else 0
+
+
+def _print_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    for line in (headers, tuple("-" * width for width in widths), *rows):
+        print("  ".join(f"{cell:<{width}}" for cell, width in zip(line, widths)).rstrip())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewards", description="Operate the rewards engine.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -101,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
         job_parser.add_argument("--at", help="occurred_at, ISO-8601 with offset (default: now)")
         job_parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the result")
         job_parser.set_defaults(handler=cmd_enqueue)
+
+    reconcile = commands.add_parser("reconcile", help="check balances against the ledger; exit 1 on mismatches")
+    reconcile.add_argument("--full", action="store_true",
+                           help="check every partner, not only those with ledger rows since the last run")
+    reconcile.set_defaults(handler=cmd_reconcile)
     return parser
 
 
