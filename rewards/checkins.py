@@ -106,8 +106,8 @@ def _streak_events(conn: Connection, partner_id: int, day: date, step: StreakSte
         }, key=f"streak_freeze:{partner_id}:{week}", now=now)
     if rules.is_milestone(step.streak_days, policy):
         outbox.emit(conn, outbox.CHECKIN_MILESTONE, partner_id, {
-            "streak": step.streak_days, "day": day.isoformat(), "xp_granted": details["xp_granted"],
-            "bonus_xp": details["bonus_xp"] * details["multiplier"],
+            "streak": step.streak_days, "day": day.isoformat(), "bonus_xp": details["bonus_xp"],
+            "multiplier": details["multiplier"], "xp_granted": details["xp_granted"],
         }, key=f"checkin_milestone:{partner_id}:{day.isoformat()}", now=now)
     badge = rules.badge_reached(step.streak_days)
     if badge is not None:

@@ -107,9 +107,9 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 def _print_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
     for line in (headers, tuple("-" * width for width in widths), *rows):
-        print("  ".join(f"{cell:<{width}}" for cell, width in zip(line, widths)).rstrip())
+        print("  ".join(f"{cell:<{width}}" for cell, width in zip(line, widths, strict=True)).rstrip())
 
 
 def build_parser() -> argparse.ArgumentParser:

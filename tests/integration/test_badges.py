@@ -31,7 +31,8 @@ def test_thirty_days_add_elite_operator_and_a_milestone_every_seven(client, conn
     ]
     milestones = events(conn, "checkin.milestone", 51)
     assert [e.payload["streak"] for e in milestones] == [7, 14, 21, 28]
-    assert milestones[0].payload["bonus_xp"] == 150
+    assert milestones[0].payload == {"streak": 7, "day": "2026-03-07", "bonus_xp": 150, "multiplier": 1,
+                                     "xp_granted": 160}
 
 
 def test_a_streak_reaching_seven_again_does_not_award_it_again(client, conn):
