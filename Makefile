@@ -16,7 +16,7 @@ TEST_ENV := REWARDS_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/$(
 	CELERY_BROKER_URL=redis://127.0.0.1:6379/$(BROKER_DB) \
 	CELERY_RESULT_BACKEND=redis://127.0.0.1:6379/$(BACKEND_DB)
 
-.PHONY: help install services migrate test test-fast bench clean
+.PHONY: help install demo services migrate test test-fast bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the project with its test extra
 
+demo: $(STAMP) ## Simulate a month through a real worker (no servers needed) and print the figures
+	$(BIN)/rewards demo
+
 services: ## Install (apt-get) and start PostgreSQL and Redis if needed; create the test database
 	@REWARDS_TEST_DB=$(TEST_DB) bash .ci/services.sh
 
@@ -40,6 +43,15 @@ test: migrate ## Set everything up, then run the whole test suite (unit, integra
 
 test-fast: migrate ## The suite without the slow system tests (worker kills)
 	$(TEST_ENV) $(BIN)/pytest -m 'not system'
+
+BENCH_ENV := REWARDS_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/rewards_bench \
+	CELERY_BROKER_URL=redis://127.0.0.1:6379/4 \
+	CELERY_RESULT_BACKEND=redis://127.0.0.1:6379/5
+
+bench: $(STAMP) ## Measure check-in drain rate against Celery's no-op rate (own database and Redis numbers)
+	@REWARDS_TEST_DB=rewards_bench bash .ci/services.sh
+	$(BENCH_ENV) $(BIN)/rewards db upgrade
+	$(BENCH_ENV) $(BIN)/python -m benchmarks.drain
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -49,15 +49,9 @@ result_extended = True
 task_time_limit = _env.task_time_limit_s
 task_soft_time_limit = _env.task_time_limit_s * 0.9
 
-# Redis redelivers a message not acknowledged within this window; it must
-# exceed the longest job and every retry delay (checked in rewards.settings).
-broker_transport_options = {
-    "visibility_timeout": _env.visibility_timeout_s,
-    # Look for abandoned messages often enough that a crashed worker's jobs
-    # come back soon after the visibility timeout has passed.
-    "unacked_restore_interval": max(1, min(10, _env.visibility_timeout_s // 2)),
-    "unacked_restore_throttle": 1,
-}
+# Redis: redeliver what a dead worker held once the visibility timeout has
+# passed (longer than any job or retry delay); filesystem: where messages live.
+broker_transport_options = _settings.broker_transport_options(_env)
 result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
 
 # Workers and producers start before the broker in a compose stack: keep trying.

@@ -1,6 +1,7 @@
 """The `rewards` command: operate the engine from a terminal.
 
     rewards db upgrade                       migrate the database to the latest schema
+    rewards demo --partners 50               a simulated month through a real worker
     rewards enqueue checkin 42               send a job through the client, print its result
     rewards enqueue partner 42 --timezone Asia/Tokyo --pro-until 2027-01-01T00:00:00+00:00
     rewards reconcile [--full]               check the ledger invariants, print the mismatches
@@ -24,7 +25,7 @@ class CliError(Exception):
     """A problem the user can fix; printed as one line, exit code 2."""
 
 
-def _alembic_config():
+def alembic_config():
     from alembic.config import Config
 
     config = Config()
@@ -36,7 +37,7 @@ def _alembic_config():
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from alembic import command
 
-    command.upgrade(_alembic_config(), args.revision)
+    command.upgrade(alembic_config(), args.revision)
     print(f"database at {args.revision}")
     return 0
 
@@ -82,8 +83,16 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         client.close()
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rewards.demo import run_demo
+
+    if args.partners < 2 or args.days < 1:
+        raise CliError("the demo needs --partners of at least 2 and --days of at least 1")
+    return run_demo(args.partners, args.days, args.seed, args.database_url, args.broker_url)
+
+
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    from rewards import db
+    from rewards import db, tables
     from rewards.models import utcnow
     from schedules import reconcile
 
@@ -97,19 +106,13 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
           f"{total} mismatch{'es' if total != 1 else ''}")
     if found:
         print()
-        _print_table(("partner_id", "check", "details"), [
-            (str(m["partner_id"]), m["check"], " ".join(f"{k}={v}" for k, v in m["details"].items()))
+        print(tables.render(("partner_id", "check", "details"), [
+            (m["partner_id"], m["check"], " ".join(f"{k}={v}" for k, v in m["details"].items()))
             for m in found
-        ])
+        ]))
     if total > len(found):
         print(f"… and {total - len(found)} more: every one is an audit_event of type reconciliation.mismatch")
     return 1 if total else 0
-
-
-def _print_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
-    for line in (headers, tuple("-" * width for width in widths), *rows):
-        print("  ".join(f"{cell:<{width}}" for cell, width in zip(line, widths, strict=True)).rstrip())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = db_commands.add_parser("upgrade", help="migrate to the latest schema (alembic upgrade)")
     upgrade.add_argument("revision", nargs="?", default="head")
     upgrade.set_defaults(handler=cmd_db_upgrade)
+
+    demo = commands.add_parser("demo", help="simulate a month through a real worker and check every figure")
+    demo.add_argument("--partners", type=int, default=200, help="how many partners (default 200)")
+    demo.add_argument("--days", type=int, default=30, help="how many days (default 30)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed; the same seed replays the same month")
+    demo.add_argument("--database-url", help="use this database instead of a temporary SQLite file")
+    demo.add_argument("--broker-url", help="use this broker instead of a temporary filesystem:// one")
+    demo.set_defaults(handler=cmd_demo)
 
     enqueue = commands.add_parser("enqueue", help="send a job and print its result")
     jobs = enqueue.add_subparsers(dest="job", required=True, metavar="JOB")

@@ -36,7 +36,8 @@ def _instant(value: datetime | str | None) -> str:
 class RewardsClient:
     def __init__(self, broker_url: str | None = None, backend_url: str | None = None):
         current = settings_module.get()
-        self.app = Celery("rewards-client", broker=broker_url or current.broker_url,
+        broker_url = broker_url or current.broker_url
+        self.app = Celery("rewards-client", broker=broker_url,
                           backend=backend_url or current.result_backend)
         self.app.conf.update(
             task_serializer="json",
@@ -45,7 +46,7 @@ class RewardsClient:
             result_accept_content=["json"],
             task_send_sent_event=True,
             broker_connection_retry_on_startup=True,
-            broker_transport_options={"visibility_timeout": current.visibility_timeout_s},
+            broker_transport_options=settings_module.broker_transport_options(current, broker_url),
         )
 
     def send(self, task_name: str, **kwargs: Any) -> AsyncResult:

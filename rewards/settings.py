@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from functools import lru_cache
 
 from rewards.rules import Policy
@@ -30,6 +31,7 @@ class Settings:
     future_tolerance_s: int
     visibility_timeout_s: int
     task_time_limit_s: int
+    broker_folder: str | None
     maintenance: MaintenanceSettings
 
 
@@ -131,9 +133,13 @@ def load() -> Settings:
         future_tolerance_s=_int("REWARDS_FUTURE_TOLERANCE_S", 300, minimum=0),
         visibility_timeout_s=_int("CELERY_VISIBILITY_TIMEOUT_S", 3_600, minimum=1),
         task_time_limit_s=_int("REWARDS_TASK_TIME_LIMIT_S", 60, minimum=1),
+        broker_folder=os.environ.get("REWARDS_BROKER_FOLDER") or None,
         maintenance=_load_maintenance(broker_url),
     )
     _check_consistent(settings)
+    if settings.broker_url.startswith("filesystem://") and not settings.broker_folder:
+        raise ConfigError("CELERY_BROKER_URL=filesystem:// needs REWARDS_BROKER_FOLDER, "
+                          "the folder that holds the queued messages")
     return settings
 
 
@@ -181,3 +187,28 @@ def _check_maintenance(maintenance: MaintenanceSettings, task_time_limit_s: int)
 def get() -> Settings:
     """The process's settings, read once."""
     return load()
+
+
+def broker_transport_options(settings: Settings, broker_url: str | None = None) -> dict:
+    """Transport options for the broker (the configured one by default), shared by workers and producers."""
+    if (broker_url or settings.broker_url).startswith("filesystem://"):
+        # The embedded broker: one folder of message files that every process
+        # reads and writes, and a control folder so `inspect` works.
+        folder = Path(settings.broker_folder)
+        for sub in ("queue", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "control_folder": str(folder / "control"),
+            "polling_interval": 0.05,
+        }
+    return {
+        # Redis redelivers a message not acknowledged within this window; it
+        # exceeds the longest job and every retry delay (see _check_consistent).
+        "visibility_timeout": settings.visibility_timeout_s,
+        # Look for abandoned messages often enough that a crashed worker's
+        # jobs come back soon after the visibility timeout has passed.
+        "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 2)),
+        "unacked_restore_throttle": 1,
+    }

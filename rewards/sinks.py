@@ -23,7 +23,7 @@ from typing import Protocol
 from kombu import Connection, Exchange, Producer, Queue
 
 from rewards.outbox import Message
-from rewards.settings import MaintenanceSettings
+from rewards.settings import Settings, broker_transport_options
 
 EVENTS_QUEUE_NAME = "rewards.events"
 # The same shape kombu's SimpleQueue("rewards.events") declares, so a consumer
@@ -50,8 +50,9 @@ class Sink(Protocol):
 class QueueSink:
     """Publishes each event as a persistent JSON message on the rewards.events queue."""
 
-    def __init__(self, broker_url: str, *, timeout_s: float = 5.0):
-        self._connection = Connection(broker_url, connect_timeout=timeout_s)
+    def __init__(self, broker_url: str, *, transport_options: dict | None = None, timeout_s: float = 5.0):
+        self._connection = Connection(broker_url, connect_timeout=timeout_s,
+                                      transport_options=transport_options or {})
         self._producer: Producer | None = None
 
     def deliver(self, message: Message) -> None:
@@ -134,8 +135,13 @@ class WebhookSink:
         pass
 
 
-def from_settings(maintenance: MaintenanceSettings) -> Sink:
+def from_settings(current: Settings) -> Sink:
+    """The sink REWARDS_EVENTS_SINK names, configured from the settings."""
+    maintenance = current.maintenance
     if maintenance.events_sink == "webhook":
         return WebhookSink(maintenance.webhook_url, maintenance.webhook_secret,
                            timeout_s=maintenance.webhook_timeout_s)
-    return QueueSink(maintenance.events_broker_url, timeout_s=maintenance.webhook_timeout_s)
+    # The embedded filesystem:// broker needs its folders, as the workers do.
+    options = broker_transport_options(current, maintenance.events_broker_url)
+    return QueueSink(maintenance.events_broker_url, transport_options=options,
+                     timeout_s=maintenance.webhook_timeout_s)

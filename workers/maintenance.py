@@ -55,8 +55,9 @@ def reconcile_job(self: MaintenanceTask, now: str | None = None, full: bool = Fa
 
 @app.task(name=contract.MAINTENANCE_RELAY_OUTBOX, base=MaintenanceTask, bind=True)
 def relay_outbox_job(self: MaintenanceTask, now: str | None = None) -> dict[str, Any]:
-    limits = settings_module.get().maintenance
-    sink = sinks.from_settings(limits)
+    current = settings_module.get()
+    limits = current.maintenance
+    sink = sinks.from_settings(current)
     try:
         return relay_outbox.run(db.get_engine(), self.instant(now), sink, relay_outbox.Limits(
             batch_size=limits.relay_batch_size, budget_s=limits.relay_budget_s,

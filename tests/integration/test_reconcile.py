@@ -75,8 +75,8 @@ def test_a_balance_edited_by_hand_is_reported_and_left_alone(client, conn, capsy
 
     assert cli.main(["reconcile", "--full"]) == 1
     printed = capsys.readouterr().out
-    assert "partner_id  check" in printed
-    assert "92          balance_matches_ledger  xp=35 ledger_sum=30 last_balance_after=30" in printed
+    assert "partner_id  check                   details" in printed
+    assert "        92  balance_matches_ledger  xp=35 ledger_sum=30 last_balance_after=30" in printed
 
 
 def test_a_deleted_ledger_row_breaks_the_chain_and_is_reported(client, conn, corrupted):
