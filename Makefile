@@ -16,7 +16,10 @@ TEST_ENV := REWARDS_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/$(
 	CELERY_BROKER_URL=redis://127.0.0.1:6379/$(BROKER_DB) \
 	CELERY_RESULT_BACKEND=redis://127.0.0.1:6379/$(BACKEND_DB)
 
-.PHONY: help install demo services migrate test test-fast bench clean
+.PHONY: help install demo services browser migrate test test-fast up down flower bench clean
+
+# Where `make flower` listens (127.0.0.1 only; compose publishes Flower on the same port).
+FLOWER_PORT ?= 5555
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,10 +38,13 @@ demo: $(STAMP) ## Simulate a month through a real worker (no servers needed) and
 services: ## Install (apt-get) and start PostgreSQL and Redis if needed; create the test database
 	@REWARDS_TEST_DB=$(TEST_DB) bash .ci/services.sh
 
+browser: ## Install (apt-get) headless Chromium, which the Flower dashboard test drives
+	@bash .ci/chromium.sh
+
 migrate: $(STAMP) services ## Run the Alembic migrations on the test database (rewards db upgrade)
 	$(TEST_ENV) $(BIN)/rewards db upgrade
 
-test: migrate ## Set everything up, then run the whole test suite (unit, integration, system)
+test: migrate browser ## Set everything up, then run the whole test suite (unit, integration, system)
 	$(TEST_ENV) $(BIN)/pytest
 
 test-fast: migrate ## The suite without the slow system tests (worker kills)
@@ -52,6 +58,17 @@ bench: $(STAMP) ## Measure check-in drain rate against Celery's no-op rate (own 
 	@REWARDS_TEST_DB=rewards_bench bash .ci/services.sh
 	$(BENCH_ENV) $(BIN)/rewards db upgrade
 	$(BENCH_ENV) $(BIN)/python -m benchmarks.drain
+
+up: ## Run the production shape with docker compose (postgres, redis, migrate, worker, maintenance, beat, flower)
+	@test -f .env || { echo "make up: there is no .env here; create it from the example and set its passwords: cp .env.example .env" >&2; exit 2; }
+	docker compose --env-file .env up --build
+
+down: ## Stop the compose stack; its volumes, and so the data and queued jobs, are kept
+	@test -f .env || { echo "make down: there is no .env here (cp .env.example .env)" >&2; exit 2; }
+	docker compose --env-file .env down
+
+flower: $(STAMP) ## Run Flower on 127.0.0.1:5555 (FLOWER_PORT) against the configured broker; set FLOWER_BASIC_AUTH=user:password
+	$(BIN)/celery -A workers flower --address=127.0.0.1 --port=$(FLOWER_PORT)
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -3,8 +3,6 @@
 URLs and limits come from environment variables, read in `rewards.settings`.
 """
 
-from kombu import Queue
-
 from rewards import contract
 from rewards import settings as _settings
 
@@ -36,7 +34,7 @@ worker_prefetch_multiplier = 4
 
 # One queue per kind of work, so a check-in spike never delays claims and
 # maintenance never competes with partner-facing jobs.
-task_queues = [Queue(name) for name in contract.QUEUES]
+task_queues = contract.kombu_queues()
 task_default_queue = contract.QUEUE_CLAIMS
 task_routes = (contract.route_task,)
 

@@ -11,6 +11,7 @@ same names with JSON keyword arguments (see README, "Job contract").
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from typing import Any
 
@@ -33,8 +34,20 @@ def _instant(value: datetime | str | None) -> str:
     return value.isoformat()
 
 
+def _refuse_overridden(variable: str, given: str | None) -> None:
+    # Celery prefers these environment variables over URLs given in code; an
+    # upstream app passing one URL while the environment names another would
+    # otherwise talk to the environment's server without knowing it.
+    in_environment = os.environ.get(variable)
+    if given and in_environment and given != in_environment:
+        raise ValueError(f"{variable}={in_environment!r} in the environment overrides the URL "
+                         f"given to RewardsClient ({given!r}); unset it or pass the same URL")
+
+
 class RewardsClient:
     def __init__(self, broker_url: str | None = None, backend_url: str | None = None):
+        _refuse_overridden("CELERY_BROKER_URL", broker_url)
+        _refuse_overridden("CELERY_RESULT_BACKEND", backend_url)
         current = settings_module.get()
         broker_url = broker_url or current.broker_url
         self.app = Celery("rewards-client", broker=broker_url,
@@ -45,6 +58,7 @@ class RewardsClient:
             result_serializer="json",
             result_accept_content=["json"],
             task_send_sent_event=True,
+            task_queues=contract.kombu_queues(),
             broker_connection_retry_on_startup=True,
             broker_transport_options=settings_module.broker_transport_options(current, broker_url),
         )

@@ -4,6 +4,8 @@ Upstream apps enqueue by these names; renaming one is a breaking change.
 Both the workers' routing (celeryconfig) and `rewards.client` read this table.
 """
 
+from kombu import Exchange, Queue
+
 CHECKIN = "rewards.checkin"
 TASK_START = "rewards.task.start"
 TASK_CLAIM = "rewards.task.claim"
@@ -35,6 +37,16 @@ MAINTENANCE_EXPIRE_STREAKS = MAINTENANCE_PREFIX + "expire_streaks"
 MAINTENANCE_RECONCILE = MAINTENANCE_PREFIX + "reconcile"
 MAINTENANCE_STREAK_RISK = MAINTENANCE_PREFIX + "streak_risk"
 MAINTENANCE_RELAY_OUTBOX = MAINTENANCE_PREFIX + "relay_outbox"
+
+
+def kombu_queues() -> list[Queue]:
+    """The queues, each bound to a direct exchange of its own name.
+
+    Declared the same way by workers and producers: a bare Queue(name) would
+    be bound to Celery's default exchange and key, and RabbitMQ would then
+    copy a job into every queue bound there.
+    """
+    return [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES]
 
 
 def queue_for(task_name: str) -> str:

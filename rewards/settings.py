@@ -33,6 +33,9 @@ class Settings:
     task_time_limit_s: int
     broker_folder: str | None
     maintenance: MaintenanceSettings
+    # Flower refuses to start without authentication unless this is set
+    # (workers/flower_guard.py); for a trusted local machine only.
+    flower_unsafe_no_auth: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,6 @@ def _text(name: str, default: str) -> str:
     return value
 
 
-def _optional_text(name: str) -> str | None:
-    value = os.environ.get(name, "").strip()
-    return value or None
-
-
 def _int(name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
@@ -86,6 +84,20 @@ def _int(name: str, default: int, *, minimum: int, maximum: int | None = None) -
     if maximum is not None and value > maximum:
         raise ConfigError(f"{name} must be at most {maximum}, got {value}")
     return value
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+    return value in _TRUE
 
 
 def _load_maintenance(broker_url: str) -> MaintenanceSettings:
@@ -104,10 +116,11 @@ def _load_maintenance(broker_url: str) -> MaintenanceSettings:
         # Keys de-duplicate events for a day or two (streak_risk:{partner}:{day});
         # delivered rows must outlive that, so a replayed run cannot re-emit.
         outbox_retention_days=_int("REWARDS_OUTBOX_RETENTION_DAYS", 7, minimum=2),
-        events_sink=_text("REWARDS_EVENTS_SINK", "queue"),
-        events_broker_url=_text("REWARDS_EVENTS_BROKER_URL", broker_url),
-        webhook_url=_optional_text("REWARDS_WEBHOOK_URL"),
-        webhook_secret=_optional_text("REWARDS_WEBHOOK_SECRET"),
+        # Empty means unset for these (compose passes every variable, set or not).
+        events_sink=os.environ.get("REWARDS_EVENTS_SINK", "").strip() or "queue",
+        events_broker_url=os.environ.get("REWARDS_EVENTS_BROKER_URL", "").strip() or broker_url,
+        webhook_url=os.environ.get("REWARDS_WEBHOOK_URL", "").strip() or None,
+        webhook_secret=os.environ.get("REWARDS_WEBHOOK_SECRET", "").strip() or None,
         webhook_timeout_s=_int("REWARDS_WEBHOOK_TIMEOUT_S", 5, minimum=1),
     )
 
@@ -135,6 +148,7 @@ def load() -> Settings:
         task_time_limit_s=_int("REWARDS_TASK_TIME_LIMIT_S", 60, minimum=1),
         broker_folder=os.environ.get("REWARDS_BROKER_FOLDER") or None,
         maintenance=_load_maintenance(broker_url),
+        flower_unsafe_no_auth=_flag("REWARDS_FLOWER_UNSAFE_NO_AUTH", False),
     )
     _check_consistent(settings)
     if settings.broker_url.startswith("filesystem://") and not settings.broker_folder:

@@ -5,4 +5,9 @@ from celery import Celery
 app = Celery("rewards", include=["workers.checkin", "workers.partner", "workers.maintenance"])
 app.config_from_object("celeryconfig")
 
+# `celery -A workers flower` refuses to start without authentication.
+from workers import flower_guard  # noqa: E402
+
+flower_guard.install_if_running_flower()
+
 __all__ = ["app"]
