@@ -2,7 +2,9 @@
 
 The (partner, day) row is the idempotency key and is inserted in the same
 transaction as the balance increment, the ledger rows and the audit row, so
-a job delivered twice, or a worker killed half-way, never pays twice.
+a job delivered twice, or a worker killed half-way, never pays twice. The
+same transaction records a PRO freeze the check-in used, the badge it earned
+and the outbox events that tell upstream about them.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, select, update
 
-from rewards import ledger, rules
+from rewards import badges, ledger, outbox, rules, streaks
 from rewards.db import insert_ignoring_conflicts
 from rewards.jobs import CheckinJob
 from rewards.models import checkin, partner, xp_ledger
 from rewards.outcome import IN_FUTURE, OUT_OF_ORDER, Outcome
-from rewards.rules import CheckinReward, Policy
+from rewards.rules import CheckinReward, Policy, StreakStep
 
 _insert_checkin = insert_ignoring_conflicts(checkin, "partner_id", "day").returning(checkin.c.day)
 _select_checkin = select(checkin).where(
@@ -61,14 +63,16 @@ def apply_checkin(conn: Connection, job: CheckinJob, policy: Policy, *, now: dat
     ):
         return _not_new(conn, state, job, day)
 
-    streak = rules.next_streak_days(state.checkin_streak, state.last_checkin_day, day)
-    reward = rules.checkin_reward(streak, rules.is_pro(state.pro_until, job.occurred_at), policy)
+    pro = rules.is_pro(state.pro_until, job.occurred_at)
+    step = streaks.next_streak(conn, state, day, pro)
+    streak = step.streak_days
+    reward = rules.checkin_reward(streak, pro, policy)
     key = checkin_key(job.partner_id, day)
     inserted = conn.execute(_insert_checkin, {
         "partner_id": job.partner_id, "day": day, "streak": streak,
         "base_xp": reward.base_xp, "bonus_xp": reward.bonus_xp, "multiplier": reward.multiplier,
-        "xp_granted": reward.xp_granted, "occurred_at": job.occurred_at, "frozen_days": 0,
-        "created_at": now,
+        "xp_granted": reward.xp_granted, "occurred_at": job.occurred_at,
+        "frozen_days": step.frozen_days, "created_at": now,
     }).first()
     if inserted is None:  # the key decides, whatever the partner row said
         return _duplicate_of(conn, job.partner_id, day)
@@ -81,12 +85,33 @@ def apply_checkin(conn: Connection, job: CheckinJob, policy: Policy, *, now: dat
     ledger.write_ledger_rows(conn, job.partner_id, _entries(key, day, streak, reward, policy),
                              xp_after=xp_after, occurred_at=job.occurred_at,
                              rule_version=policy.version, now=now)
-    details = _details(job.partner_id, day, streak, reward, xp_after)
+    details = _details(job.partner_id, day, streak, reward, xp_after, step.frozen_days)
     ledger.audit(conn, "checkin", job.partner_id, {
         **details, "xp_before": xp_after - reward.xp_granted,
         "timestamp": job.occurred_at.isoformat(),
     }, now)
+    _streak_events(conn, job.partner_id, day, step, details, policy, now)
     return Outcome.applied(key, **details)
+
+
+def _streak_events(conn: Connection, partner_id: int, day: date, step: StreakStep,
+                   details: dict[str, Any], policy: Policy, now: datetime) -> None:
+    """The freeze this check-in used, the badge it earned, and the events upstream hears of."""
+    if step.frozen_days:
+        missed_day = day - timedelta(days=1)
+        week = streaks.record_freeze(conn, partner_id, missed_day, day, now)
+        outbox.emit(conn, outbox.STREAK_FREEZE_USED, partner_id, {
+            "frozen_day": missed_day.isoformat(), "iso_week": week, "checkin_day": day.isoformat(),
+            "streak": step.streak_days,
+        }, key=f"streak_freeze:{partner_id}:{week}", now=now)
+    if rules.is_milestone(step.streak_days, policy):
+        outbox.emit(conn, outbox.CHECKIN_MILESTONE, partner_id, {
+            "streak": step.streak_days, "day": day.isoformat(), "bonus_xp": details["bonus_xp"],
+            "multiplier": details["multiplier"], "xp_granted": details["xp_granted"],
+        }, key=f"checkin_milestone:{partner_id}:{day.isoformat()}", now=now)
+    badge = rules.badge_reached(step.streak_days)
+    if badge is not None:
+        badges.award(conn, partner_id, badge, step.streak_days, day, now)
 
 
 def _not_new(conn: Connection, state: Row, job: CheckinJob, day: date) -> Outcome:
@@ -117,7 +142,8 @@ def _duplicate_of(conn: Connection, partner_id: int, day: date,
     key = checkin_key(partner_id, day)
     xp_after = conn.execute(_select_xp_after, {"keys": [key, key + ":bonus"]}).scalar_one()
     reward = CheckinReward(original.base_xp, original.bonus_xp, original.multiplier)
-    return Outcome.duplicate(key, reason, **_details(partner_id, day, original.streak, reward, xp_after))
+    return Outcome.duplicate(key, reason, **_details(partner_id, day, original.streak, reward, xp_after,
+                                                     original.frozen_days))
 
 
 def _entries(key: str, day: date, streak: int, reward: CheckinReward, policy: Policy) -> list[ledger.Entry]:
@@ -132,11 +158,13 @@ def _entries(key: str, day: date, streak: int, reward: CheckinReward, policy: Po
     return entries
 
 
-def _details(partner_id: int, day: date, streak: int, reward: CheckinReward, xp_after: int) -> dict[str, Any]:
+def _details(partner_id: int, day: date, streak: int, reward: CheckinReward, xp_after: int,
+             frozen_days: int) -> dict[str, Any]:
     return {
         "partner_id": partner_id,
         "day": day.isoformat(),
         "streak": streak,
+        "frozen_days": frozen_days,
         "base_xp": reward.base_xp,
         "bonus_xp": reward.bonus_xp,
         "multiplier": reward.multiplier,

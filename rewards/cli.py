@@ -12,9 +12,11 @@
     rewards enqueue claim 42 invite_3_friends
     rewards enqueue referral 42 43           partner 42 referred partner 43
     rewards enqueue adjust 42 -100 --reason "chargeback" --request-id ticket-981
+    rewards reconcile [--full]               check the ledger invariants, print the mismatches
 
 Errors are one line naming the problem and what to do; exit codes: 0 done,
-1 the job was rejected or failed, 2 bad usage or configuration.
+1 the job was rejected or failed, the partner is unknown, or reconcile found
+mismatches, 2 bad usage or configuration (or another reconcile run holds the lock).
 """
 
 from __future__ import annotations
@@ -208,6 +210,30 @@ def _limit(text: str) -> int:
     return value
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from rewards import db, tables
+    from rewards.models import utcnow
+    from schedules import reconcile
+
+    limits = settings_module.get().maintenance
+    summary = reconcile.run(db.get_engine(), utcnow(), limits.batch_size, full=args.full,
+                            lag_s=limits.reconcile_lag_s)
+    if summary.skipped:
+        raise CliError(f"another reconcile run holds the lock ({summary.skipped}); try again when it ends")
+    found, total = summary.details["found"], summary.details["mismatches"]
+    print(f"checked {summary.examined} partners ({summary.details['mode']}) in {summary.took_ms:g} ms: "
+          f"{total} mismatch{'es' if total != 1 else ''}")
+    if found:
+        print()
+        print(tables.render(("partner_id", "check", "details"), [
+            (m["partner_id"], m["check"], " ".join(f"{k}={v}" for k, v in m["details"].items()))
+            for m in found
+        ]))
+    if total > len(found):
+        print(f"… and {total - len(found)} more: every one is an audit_event of type reconciliation.mismatch")
+    return 1 if total else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewards", description="Operate the rewards engine.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -240,6 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     board.set_defaults(handler=cmd_leaderboard)
 
     _add_enqueue(commands)
+
+    reconcile = commands.add_parser("reconcile", help="check balances against the ledger; exit 1 on mismatches")
+    reconcile.add_argument("--full", action="store_true",
+                           help="check every partner, not only those with ledger rows since the last run")
+    reconcile.set_defaults(handler=cmd_reconcile)
     return parser
 
 

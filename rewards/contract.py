@@ -30,6 +30,14 @@ QUEUE_BY_TASK = {
 }
 MAINTENANCE_PREFIX = "rewards.maintenance."
 
+# Maintenance jobs, run by beat (schedules/beat.py) on the maintenance queue.
+# Each takes an optional `now` (ISO-8601 with offset) so a run can be replayed
+# for a given instant; beat sends none and the job uses its clock.
+MAINTENANCE_EXPIRE_STREAKS = MAINTENANCE_PREFIX + "expire_streaks"
+MAINTENANCE_RECONCILE = MAINTENANCE_PREFIX + "reconcile"
+MAINTENANCE_STREAK_RISK = MAINTENANCE_PREFIX + "streak_risk"
+MAINTENANCE_RELAY_OUTBOX = MAINTENANCE_PREFIX + "relay_outbox"
+
 
 def kombu_queues() -> list[Queue]:
     """The queues, each bound to a direct exchange of its own name.

@@ -7,12 +7,13 @@ SQLAlchemy Core that both dialects compile.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.dialects import postgresql
 
 from rewards import settings as settings_module
@@ -89,6 +90,21 @@ def transaction() -> Iterator[Connection]:
         yield connection
 
 
+@contextmanager
+def snapshot_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction in which every statement sees the same committed state.
+
+    REPEATABLE READ on PostgreSQL, for readers that compare several tables
+    statement by statement (the reconciler); SQLite transactions already see
+    one snapshot.
+    """
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin():
+            yield connection
+
+
 def is_transient(error: BaseException) -> bool:
     """Errors worth retrying: the same job may well succeed a moment later.
 
@@ -115,3 +131,45 @@ def insert_on_conflict(table):
 def insert_ignoring_conflicts(table, *index_elements: str):
     """INSERT … ON CONFLICT DO NOTHING: a second insert of the same key is a no-op."""
     return insert_on_conflict(table).on_conflict_do_nothing(index_elements=list(index_elements) or None)
+
+
+def advisory_lock_key(name: str) -> int:
+    """A stable signed 64-bit key for a lock name, as pg_try_advisory_lock takes."""
+    digest = hashlib.sha256(f"rewards:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextmanager
+def advisory_lock(engine: Engine, name: str) -> Iterator[bool]:
+    """Try to hold the lock `name` for the length of the block; yields whether it was got.
+
+    Maintenance jobs run in several short transactions (one per batch), so on
+    PostgreSQL this is a session-level lock on a connection of its own, held
+    across them and released at the end; if the process dies, the server drops
+    the session and the lock with it. Never waits: a second run finds it held
+    and skips. On SQLite there is one writer at a time anyway (every
+    transaction begins IMMEDIATE) and each job's conditional writes make a
+    repeated run harmless, so it always yields True.
+    """
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    key = advisory_lock_key(name)
+    with engine.connect() as connection:
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        acquired = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar_one()
+        try:
+            yield bool(acquired)
+        finally:
+            if acquired:
+                _unlock(connection, key)
+
+
+def _unlock(connection: Connection, key: int) -> None:
+    try:
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+    except exc.DBAPIError:
+        # The session is what holds the lock: closing it for good releases it.
+        connection.invalidate()
+        raise
+

@@ -41,6 +41,11 @@ def _parse_instant(value: Any) -> datetime:
     return parsed
 
 
+def parse_instant(value: Any) -> datetime:
+    """An ISO-8601 instant with a UTC offset; ValueError naming the problem otherwise."""
+    return _parse_instant(value)
+
+
 def _check_timezone(value: Any) -> str:
     if not isinstance(value, str) or not value or len(value) > 64:
         raise ValueError("must be an IANA time zone name such as Europe/Berlin")

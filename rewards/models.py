@@ -15,6 +15,12 @@ Tables (names and columns are a contract: operators' reports query them):
 - ``audit_event``  what happened, including rejected jobs, as JSON.
 - ``job_failure``  jobs that could not be applied (poison payloads, retries
                    exhausted), one row per distinct job, counting attempts.
+- ``streak_freeze`` one row per freeze a PRO partner used; its key allows one
+                   per partner per ISO week.
+- ``partner_badge`` the streak badges a partner holds, one row per badge.
+- ``outbox``       events for upstream, written in the transaction of the
+                   change they report, delivered at least once by the relay.
+- ``maintenance_checkpoint`` how far an incremental maintenance job got.
 
 Invariants (DESIGN.md section 5), held by the database as well as the code:
 
@@ -31,6 +37,9 @@ Invariants (DESIGN.md section 5), held by the database as well as the code:
    written in one transaction).
 5. Every ``task_reward`` ledger row pays one COMPLETED ``partner_task``
    attempt, and every COMPLETED attempt is paid exactly once.
+
+Each freeze, badge and keyed outbox event exists at most once (primary keys
+and UNIQUE), however often the job that wrote it is delivered.
 
 The same metadata creates the SQLite file of the embedded default; the
 Alembic migrations create the PostgreSQL schema, and a test keeps the two equal.
@@ -55,6 +64,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    Uuid,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -296,3 +306,73 @@ adjustment = Table(
 )
 # An operator looking into one partner lists their adjustments.
 Index("ix_adjustment_partner_id", adjustment.c.partner_id)
+
+streak_freeze = Table(
+    "streak_freeze",
+    metadata,
+    Column("partner_id", BigInteger, ForeignKey("partner.id"), primary_key=True),
+    # The ISO week of the frozen (missed) day, e.g. '2026-W02' (rules.iso_week):
+    # the key itself allows one freeze per partner per week.
+    Column("iso_week", String(10), primary_key=True),
+    Column("frozen_day", Date, nullable=False),
+    Column("checkin_day", Date, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    CheckConstraint("checkin_day > frozen_day", name="bridges_to_a_later_checkin"),
+)
+
+partner_badge = Table(
+    "partner_badge",
+    metadata,
+    Column("partner_id", BigInteger, ForeignKey("partner.id"), primary_key=True),
+    Column("badge", String(64), primary_key=True),
+    Column("streak_days", Integer, nullable=False),
+    # The check-in that earned it; empty for badges backfilled from longest_streak.
+    Column("checkin_day", Date),
+    Column("awarded_at", UtcDateTime, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", SerialId, primary_key=True, autoincrement=True),
+    # Stable across redeliveries: consumers de-duplicate on it.
+    Column("event_id", Uuid, nullable=False, unique=True),
+    Column("event_type", String(64), nullable=False),
+    # No foreign key, as in audit_event: an event may outlive or precede its partner row.
+    Column("partner_id", BigInteger),
+    Column("payload", Payload, nullable=False),
+    # Set for events that must exist once per fact (one streak-at-risk notice
+    # per partner per local day); NULLs never collide.
+    Column("idempotency_key", String(200), unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("delivered_at", UtcDateTime),
+    Column("last_error", Text),
+    CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+)
+# The relay claims the oldest due undelivered events; delivered ones (most
+# rows, soon) stay out of that index.
+Index(
+    "ix_outbox_pending",
+    outbox.c.next_attempt_at,
+    outbox.c.id,
+    postgresql_where=outbox.c.delivered_at.is_(None),
+    sqlite_where=outbox.c.delivered_at.is_(None),
+)
+# Pruning finds delivered events past their retention.
+Index(
+    "ix_outbox_delivered_at",
+    outbox.c.delivered_at,
+    postgresql_where=outbox.c.delivered_at.isnot(None),
+    sqlite_where=outbox.c.delivered_at.isnot(None),
+)
+
+maintenance_checkpoint = Table(
+    "maintenance_checkpoint",
+    metadata,
+    Column("job", String(100), primary_key=True),
+    # Job-specific position, e.g. the last xp_ledger.id the reconciler covered.
+    Column("position", BigInteger, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)

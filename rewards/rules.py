@@ -56,10 +56,93 @@ def is_pro(pro_until: datetime | None, at: datetime) -> bool:
 
 
 def next_streak_days(previous_streak_days: int, last_checkin_day: date | None, day: date) -> int:
-    """The streak after checking in on `day`: one more than yesterday's, else a fresh 1."""
-    if last_checkin_day is not None and day - last_checkin_day == timedelta(days=1):
-        return previous_streak_days + 1
-    return 1
+    """The streak after checking in on `day`, with no freeze: one more than yesterday's, else a fresh 1."""
+    return next_streak(previous_streak_days, last_checkin_day, day, pro=False,
+                       freeze_available=False).streak_days
+
+
+@dataclass(frozen=True)
+class StreakStep:
+    """A check-in's place in its streak, and how many missed days a freeze bridged to get there."""
+
+    streak_days: int
+    frozen_days: int
+
+
+def streak_continues(last_checkin_day: date | None, day: date, pro: bool,
+                     freeze_available: bool) -> tuple[bool, int]:
+    """Whether a check-in on `day` continues the streak that ended on `last_checkin_day`.
+
+    The one rule both the check-in path and streak expiry follow; returns
+    (continues, frozen_days). Nothing missed (`day` is the next day, or the
+    partner already checked in on it) continues. A single missed day is
+    bridged for a PRO partner with a freeze left, using it. Anything else
+    breaks the streak.
+    """
+    if last_checkin_day is None:
+        return False, 0
+    gap_days = (day - last_checkin_day).days
+    if gap_days <= 1:
+        return True, 0
+    if gap_days == 2 and pro and freeze_available:
+        return True, 1
+    return False, 0
+
+
+def next_streak(previous_streak_days: int, last_checkin_day: date | None, day: date, *,
+                pro: bool, freeze_available: bool) -> StreakStep:
+    """The streak after checking in on `day`: previous + 1 when it continues, else a fresh 1.
+
+    A frozen day keeps the streak alive without adding to it, so a bridged
+    check-in is also previous + 1. A streak already at 0 has nothing to keep,
+    so no freeze is spent on it.
+    """
+    continues, frozen_days = streak_continues(last_checkin_day, day, pro, freeze_available)
+    if not continues or previous_streak_days == 0:
+        return StreakStep(streak_days=1, frozen_days=0)
+    return StreakStep(streak_days=previous_streak_days + 1, frozen_days=frozen_days)
+
+
+def frozen_day(last_checkin_day: date) -> date:
+    """The missed day a freeze bridges: the one after the last check-in."""
+    return last_checkin_day + timedelta(days=1)
+
+
+def iso_week(day: date) -> str:
+    """The ISO week `day` falls in, e.g. '2026-W02': the unit of the one-freeze-a-week allowance.
+
+    A freeze counts against the week of the day it bridges (the missed day),
+    not the week of the check-in that used it: the allowance protects that
+    week's days, and the expiry job, which sees only the missed day, reaches
+    the same answer as the check-in that comes later.
+    """
+    year, week, _ = day.isocalendar()
+    return f"{year:04d}-W{week:02d}"
+
+
+# Streak badges, awarded once each, on the check-in whose streak reaches the threshold.
+STREAK_BADGES: tuple[tuple[int, str], ...] = (
+    (7, "consistency_champion"),
+    (30, "elite_operator"),
+    (100, "legendary_status"),
+)
+
+
+def badge_reached(streak_days: int) -> str | None:
+    """The badge a streak of exactly `streak_days` earns, if any.
+
+    A streak grows one day at a time, so it passes through every threshold
+    exactly: checking equality keeps the other days free of badge writes.
+    """
+    for threshold_days, badge in STREAK_BADGES:
+        if streak_days == threshold_days:
+            return badge
+    return None
+
+
+def is_milestone(streak_days: int, policy: Policy) -> bool:
+    """A streak at a whole number of bonus periods (7, 14, 21 … days) is a milestone."""
+    return streak_days > 0 and streak_days % policy.streak_bonus_period_days == 0
 
 
 def checkin_reward(streak_days: int, pro: bool, policy: Policy) -> CheckinReward:

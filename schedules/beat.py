@@ -1,7 +1,36 @@
 """The whole beat schedule at a glance: `celery -A workers beat` (one per deployment).
 
-Maintenance jobs (streak expiry, reconciliation, stale-task sweep) join this
-table as they are built; each runs on the `maintenance` queue.
+Every interval comes from settings (REWARDS_*_EVERY_S). Every job runs on the
+`maintenance` queue, and a message not started within its own interval
+expires: if workers were down for a day, they find one run of each job
+waiting, not a day's backlog of them. Overlapping runs are harmless anyway:
+each job holds an advisory lock (rewards.maintenance).
+
+A new job is one more row here and one task in workers/maintenance.py.
 """
 
-BEAT_SCHEDULE: dict[str, dict] = {}
+from __future__ import annotations
+
+from typing import Any
+
+from rewards import contract
+from rewards import settings as settings_module
+
+_every = settings_module.get().maintenance
+
+
+def _every_s(task_name: str, interval_s: int) -> dict[str, Any]:
+    return {
+        "task": task_name,
+        "schedule": float(interval_s),
+        "options": {"queue": contract.QUEUE_MAINTENANCE, "expires": float(interval_s)},
+    }
+
+
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    # job                      task                                    every (default)
+    "expire-streaks": _every_s(contract.MAINTENANCE_EXPIRE_STREAKS, _every.expire_streaks_every_s),  # 1 h
+    "streak-risk": _every_s(contract.MAINTENANCE_STREAK_RISK, _every.streak_risk_every_s),           # 1 h
+    "reconcile": _every_s(contract.MAINTENANCE_RECONCILE, _every.reconcile_every_s),                 # 1 day
+    "relay-outbox": _every_s(contract.MAINTENANCE_RELAY_OUTBOX, _every.relay_outbox_every_s),        # 5 s
+}

@@ -4,6 +4,7 @@ from celery import Celery
 
 app = Celery("rewards", include=[
     "workers.checkin", "workers.partner", "workers.task", "workers.referral", "workers.adjust",
+    "workers.maintenance",
 ])
 app.config_from_object("celeryconfig")
 

@@ -22,7 +22,8 @@ from rewards.client import RewardsClient
 from tests.invariants import assert_invariants
 from workers import app
 
-TABLES = ("job_failure", "audit_event", "xp_ledger", "adjustment", "referral", "partner_task",
+TABLES = ("outbox", "partner_badge", "streak_freeze", "maintenance_checkpoint",
+          "job_failure", "audit_event", "xp_ledger", "adjustment", "referral", "partner_task",
           "checkin", "partner")
 RESULT_TIMEOUT_S = 60
 

@@ -1,0 +1,70 @@
+"""What every maintenance job shares: one run at a time, a summary, a log line.
+
+Each job (schedules/<job>.py) does its work in bounded batches inside
+`run_exclusively`, which holds the job's advisory lock for the whole run, so
+two overlapping runs (two beats, a slow run, an operator's manual run) do the
+work once: the second finds the lock held and skips.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from rewards import db
+from rewards.logs import log_event
+
+logger = logging.getLogger("rewards.maintenance")
+
+LOCK_HELD = "lock held"
+
+
+@dataclass
+class Summary:
+    """What one run did: rows examined and changed, how long it took, or why it skipped."""
+
+    job: str
+    now: datetime
+    examined: int = 0
+    changed: int = 0
+    batches: int = 0
+    # True when the run stopped at its batch limit with work left for the next run.
+    more: bool = False
+    took_ms: float = 0.0
+    skipped: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_result(self) -> dict[str, Any]:
+        """The job's JSON result."""
+        result = {
+            "job": self.job, "now": self.now.isoformat(), "examined": self.examined,
+            "changed": self.changed, "batches": self.batches, "more": self.more,
+            "took_ms": self.took_ms, "skipped": self.skipped,
+        }
+        result.update(self.details)
+        return result
+
+
+def run_exclusively(engine: Engine, job: str, now: datetime,
+                    work: Callable[[Summary], None]) -> Summary:
+    """Run `work` under the job's advisory lock, then log and return the summary."""
+    started = time.perf_counter()
+    summary = Summary(job=job, now=now)
+    with db.advisory_lock(engine, job) as acquired:
+        if acquired:
+            work(summary)
+        else:
+            summary.skipped = LOCK_HELD
+    summary.took_ms = round((time.perf_counter() - started) * 1000, 2)
+    log_event(logger, logging.INFO, "maintenance.skipped" if summary.skipped else "maintenance.done",
+              job=job, now=now.isoformat(), examined=summary.examined, changed=summary.changed,
+              batches=summary.batches, more=summary.more or None, took_ms=summary.took_ms,
+              skipped=summary.skipped,
+              **{name: value for name, value in summary.details.items() if isinstance(value, int)})
+    return summary

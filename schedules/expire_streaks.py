@@ -1,0 +1,85 @@
+"""rewards.maintenance.expire_streaks: set a lost streak to 0 (hourly by default).
+
+A streak is lost when a check-in in the partner's local today could no
+longer continue it (`rules.streak_continues`, freeze considered): its last
+check-in is before yesterday in the partner's own time zone, and no PRO
+freeze bridges the gap. Each reset emits `streak.lost`.
+
+The reset is a conditional UPDATE on the very `last_checkin_day` this run
+read and a streak still above 0: a check-in that commits meanwhile moves
+`last_checkin_day`, so the UPDATE matches nothing and never overwrites it.
+A check-in that waits on the reset instead sees the streak at 0 and still
+continues it if its own day allows (`streaks.next_streak`).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import Connection, Engine, insert, tuple_, update
+
+from rewards import contract, outbox, streaks
+from rewards.maintenance import Summary, run_exclusively
+from rewards.models import audit_event, partner
+
+JOB = contract.MAINTENANCE_EXPIRE_STREAKS
+
+
+def run(engine: Engine, now: datetime, batch_size: int, max_batches: int = 1_000) -> Summary:
+    """Reset every lost streak as of `now`, `batch_size` partners per transaction."""
+    return run_exclusively(engine, JOB, now, lambda summary: _expire(engine, now, batch_size,
+                                                                      max_batches, summary))
+
+
+def _expire(engine: Engine, now: datetime, batch_size: int, max_batches: int, summary: Summary) -> None:
+    # No time zone is more than a day ahead of UTC, so nobody's local
+    # yesterday is later than UTC's today: a streak whose last check-in is on
+    # or after it is alive everywhere and needs no look.
+    last_day_before = now.date()
+    after_id = 0
+    while summary.batches < max_batches:
+        with engine.begin() as conn:
+            batch = streaks.partners_with_a_streak(conn, last_day_before=last_day_before,
+                                                   after_id=after_id, limit=batch_size)
+            if not batch:
+                return
+            summary.batches += 1
+            summary.examined += len(batch)
+            summary.changed += _reset_lost(conn, streaks.standings(conn, batch, now), now)
+        after_id = batch[-1].id
+    summary.more = True
+
+
+def _reset_lost(conn: Connection, standings: list[streaks.Standing], now: datetime) -> int:
+    lost = {s.partner.id: s for s in standings if not s.alive}
+    if not lost:
+        return 0
+    as_read = [(partner_id, s.partner.last_checkin_day) for partner_id, s in lost.items()]
+    reset = conn.execute(
+        update(partner)
+        .where(tuple_(partner.c.id, partner.c.last_checkin_day).in_(as_read), partner.c.checkin_streak > 0)
+        .values(checkin_streak=0, updated_at=now)
+        .returning(partner.c.id)
+    ).scalars().all()
+    payloads = {partner_id: _lost_payload(lost[partner_id]) for partner_id in reset}
+    if payloads:
+        conn.execute(insert(audit_event), [
+            {"event_type": "streak.lost", "partner_id": partner_id, "payload": payload, "created_at": now}
+            for partner_id, payload in payloads.items()
+        ])
+    outbox.emit_many(conn, [
+        outbox.Event(outbox.STREAK_LOST, partner_id, payload,
+                     key=f"streak_lost:{partner_id}:{payload['last_checkin_day']}")
+        for partner_id, payload in payloads.items()
+    ], now=now)
+    return len(reset)
+
+
+def _lost_payload(standing: streaks.Standing) -> dict:
+    last_day: date = standing.partner.last_checkin_day
+    return {
+        "lost_streak": standing.partner.checkin_streak,
+        "last_checkin_day": last_day.isoformat(),
+        "local_day": standing.local_today.isoformat(),
+        "missed_days": (standing.local_today - last_day - timedelta(days=1)).days,
+    }

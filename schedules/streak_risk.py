@@ -1,0 +1,71 @@
+"""rewards.maintenance.streak_risk: warn partners whose streak ends tonight (hourly by default).
+
+After STREAK_RISK_HOUR in the partner's own time zone, a partner with a live
+streak who has not checked in during their local today gets one
+`streak.at_risk` event. The outbox key `streak_risk:{partner}:{local day}`
+makes it one per partner per local day, however many runs see them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import Engine
+
+from rewards import contract, outbox, streaks
+from rewards.maintenance import Summary, run_exclusively
+
+JOB = contract.MAINTENANCE_STREAK_RISK
+
+
+def run(engine: Engine, now: datetime, batch_size: int, risk_hour: int,
+        max_batches: int = 1_000) -> Summary:
+    """Emit the day's at-risk notices due as of `now`, `batch_size` partners per transaction."""
+    return run_exclusively(engine, JOB, now, lambda summary: _warn(engine, now, batch_size, risk_hour,
+                                                                    max_batches, summary))
+
+
+def _warn(engine: Engine, now: datetime, batch_size: int, risk_hour: int, max_batches: int,
+          summary: Summary) -> None:
+    # No time zone is more than a day ahead of UTC: anyone who checked in on
+    # UTC's tomorrow has already checked in on their local today.
+    last_day_before = now.date() + timedelta(days=1)
+    after_id = 0
+    while summary.batches < max_batches:
+        with engine.begin() as conn:
+            batch = streaks.partners_with_a_streak(conn, last_day_before=last_day_before,
+                                                   after_id=after_id, limit=batch_size)
+            if not batch:
+                return
+            summary.batches += 1
+            summary.examined += len(batch)
+            events = [_notice(s) for s in streaks.standings(conn, batch, now) if _at_risk(s, risk_hour)]
+            summary.changed += len(outbox.emit_many(conn, events, now=now))
+        after_id = batch[-1].id
+    summary.more = True
+
+
+def _at_risk(standing: streaks.Standing, risk_hour: int) -> bool:
+    """Alive, no check-in yet in the local today, and late enough in it to say so."""
+    return (standing.alive
+            and standing.partner.last_checkin_day < standing.local_today
+            and standing.local_now.hour >= risk_hour)
+
+
+def _notice(standing: streaks.Standing) -> outbox.Event:
+    row = standing.partner
+    local_midnight = datetime.combine(standing.local_today + timedelta(days=1), datetime.min.time(),
+                                      tzinfo=standing.local_now.tzinfo)
+    return outbox.Event(outbox.STREAK_AT_RISK, row.id, {
+        "streak": row.checkin_streak,
+        "local_day": standing.local_today.isoformat(),
+        "last_checkin_day": row.last_checkin_day.isoformat(),
+        "timezone": row.timezone,
+        # Whole minutes left to check in. Both ends go to UTC first: Python
+        # subtracts two times of one zone as wall clocks, which is off by an
+        # hour across a DST change.
+        "minutes_left": int((local_midnight.astimezone(timezone.utc)
+                             - standing.local_now.astimezone(timezone.utc)).total_seconds() // 60),
+        # A PRO partner already living on this week's freeze has no second one.
+        "on_freeze": (standing.local_today - row.last_checkin_day).days == 2,
+    }, key=f"streak_risk:{row.id}:{standing.local_today.isoformat()}")
