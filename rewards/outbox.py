@@ -34,6 +34,8 @@ STREAK_FREEZE_USED = "streak.freeze_used"
 STREAK_LOST = "streak.lost"
 STREAK_AT_RISK = "streak.at_risk"
 RECONCILIATION_MISMATCH = "reconciliation.mismatch"
+TASK_COMPLETED = "task.completed"
+TASK_EXPIRED = "task.expired"
 
 _insert_events = insert_ignoring_conflicts(outbox, "idempotency_key").returning(outbox.c.event_id)
 

@@ -47,6 +47,8 @@ class MaintenanceSettings:
     reconcile_every_s: int
     streak_risk_every_s: int
     relay_outbox_every_s: int
+    sweep_stale_tasks_every_s: int
+    stale_task_days: int
     streak_risk_hour: int
     batch_size: int
     max_batches: int
@@ -107,6 +109,8 @@ def _load_maintenance(broker_url: str) -> MaintenanceSettings:
         reconcile_every_s=_int("REWARDS_RECONCILE_EVERY_S", 86_400, minimum=1),
         streak_risk_every_s=_int("REWARDS_STREAK_RISK_EVERY_S", 3_600, minimum=1),
         relay_outbox_every_s=_int("REWARDS_RELAY_OUTBOX_EVERY_S", 5, minimum=1),
+        sweep_stale_tasks_every_s=_int("REWARDS_SWEEP_STALE_TASKS_EVERY_S", 3_600, minimum=1),
+        stale_task_days=_int("STALE_TASK_DAYS", 7, minimum=1),
         streak_risk_hour=_int("STREAK_RISK_HOUR", 20, minimum=0, maximum=23),
         batch_size=_int("REWARDS_MAINTENANCE_BATCH_SIZE", 500, minimum=1),
         max_batches=_int("REWARDS_MAINTENANCE_MAX_BATCHES", 200, minimum=1),

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, select, update
 
-from rewards import ledger, rules
+from rewards import ledger, outbox, rules
 from rewards.catalog import ACTION, REFERRAL, Catalog, CatalogTask
 from rewards.db import insert_ignoring_conflicts
 from rewards.jobs import TaskClaimJob, TaskJob, TaskStartJob
@@ -173,12 +173,14 @@ def _pay(conn: Connection, job: TaskClaimJob, task: CatalogTask, attempt: int, r
                              rule_version=catalog.version, now=now)
     xp_before = xp_after - reward.xp_granted
     # Shaped like the reference document's audit example.
-    ledger.audit(conn, "task_completion", job.partner_id, {
+    completion = {
         "event": "task_completion", "partner_id": job.partner_id, "task_id": task.task_id,
         "attempt": attempt, "xp_before": xp_before, "xp_after": xp_after,
         "xp_granted": reward.xp_granted, "multiplier": reward.multiplier,
         "timestamp": job.occurred_at.isoformat(),
-    }, now)
+    }
+    ledger.audit(conn, "task_completion", job.partner_id, completion, now)
+    outbox.emit(conn, outbox.TASK_COMPLETED, job.partner_id, completion, key=key, now=now)
     return Outcome.applied(key, **_claim_details(job.partner_id, task.task_id, attempt, reward,
                                                  xp_after, completed_at=job.occurred_at))
 

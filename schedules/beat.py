@@ -33,4 +33,6 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "streak-risk": _every_s(contract.MAINTENANCE_STREAK_RISK, _every.streak_risk_every_s),           # 1 h
     "reconcile": _every_s(contract.MAINTENANCE_RECONCILE, _every.reconcile_every_s),                 # 1 day
     "relay-outbox": _every_s(contract.MAINTENANCE_RELAY_OUTBOX, _every.relay_outbox_every_s),        # 5 s
+    "sweep-stale-tasks": _every_s(contract.MAINTENANCE_SWEEP_STALE_TASKS,
+                                  _every.sweep_stale_tasks_every_s),                                # 1 h
 }

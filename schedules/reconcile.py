@@ -11,9 +11,6 @@ Incremental by default: only partners with ledger rows added since the last
 checkpoint (a partner whose balance changes always gets one). `full=True`
 (`rewards reconcile --full`) checks every partner, which is what catches a
 balance edited by hand without a ledger row.
-
-More checks are one more entry in CHECKS (e.g. referral_count against the
-referral table).
 """
 
 from __future__ import annotations
@@ -87,6 +84,22 @@ CHECKS: tuple[Check, ...] = (
         UNION ALL
         SELECT partner_id, 'xp_ledger.amount/balance_after', id, amount
         FROM xp_ledger WHERE partner_id IN :ids AND (amount = 0 OR balance_after < 0)
+    """),
+    _check("referral_count_matches", "referral_count equals the referrals recorded for the referrer", """
+        SELECT p.id AS partner_id, p.referral_count,
+               (SELECT COUNT(*) FROM referral r WHERE r.referrer_id = p.id) AS referral_rows
+        FROM partner p
+        WHERE p.id IN :ids
+          AND p.referral_count <> (SELECT COUNT(*) FROM referral r WHERE r.referrer_id = p.id)
+    """),
+    _check("task_paid_once", "each completed task attempt was paid exactly once, and only those", """
+        SELECT t.partner_id, t.task_id, t.attempt, t.status, COUNT(l.id) AS ledger_rows
+        FROM partner_task t
+        LEFT JOIN xp_ledger l ON l.partner_id = t.partner_id AND l.entry_type = 'task_reward'
+            AND l.idempotency_key = 'task:' || t.partner_id || ':' || t.task_id || ':' || t.attempt
+        WHERE t.partner_id IN :ids
+        GROUP BY t.partner_id, t.task_id, t.attempt, t.status
+        HAVING COUNT(l.id) <> (CASE WHEN t.status = 'COMPLETED' THEN 1 ELSE 0 END)
     """),
 )
 

@@ -16,7 +16,7 @@ from rewards import contract, db, sinks
 from rewards import settings as settings_module
 from rewards.jobs import parse_instant
 from rewards.models import utcnow
-from schedules import expire_streaks, reconcile, relay_outbox, streak_risk
+from schedules import expire_streaks, reconcile, relay_outbox, streak_risk, sweep_stale_tasks
 from workers import app
 
 
@@ -66,3 +66,10 @@ def relay_outbox_job(self: MaintenanceTask, now: str | None = None) -> dict[str,
         )).as_result()
     finally:
         sink.close()
+
+
+@app.task(name=contract.MAINTENANCE_SWEEP_STALE_TASKS, base=MaintenanceTask, bind=True)
+def sweep_stale_tasks_job(self: MaintenanceTask, now: str | None = None) -> dict[str, Any]:
+    limits = settings_module.get().maintenance
+    return sweep_stale_tasks.run(db.get_engine(), self.instant(now), limits.batch_size,
+                                 limits.stale_task_days, limits.max_batches).as_result()

@@ -32,6 +32,7 @@ def test_the_designs_intervals_are_the_defaults():
         contract.MAINTENANCE_STREAK_RISK: 3_600.0,
         contract.MAINTENANCE_RECONCILE: 86_400.0,
         contract.MAINTENANCE_RELAY_OUTBOX: 5.0,
+        contract.MAINTENANCE_SWEEP_STALE_TASKS: 3_600.0,
     }
 
 

@@ -122,3 +122,13 @@ def test_the_reconcile_job_runs_on_the_worker(client, conn, corrupted):
     result = run(client, contract.MAINTENANCE_RECONCILE, full=True)
     assert (result["examined"], result["mismatches"], result["mode"]) == (1, 1, "full")
     assert result["found"][0]["check"] == "balance_matches_ledger"
+
+
+def test_a_referral_count_edited_by_hand_is_reported(client, conn, corrupted):
+    from tests.integration.helpers import refer
+
+    refer(client, 95, 96)
+    with db.transaction() as connection:
+        connection.execute(text("UPDATE partner SET referral_count = 5 WHERE id = 95"))
+    summary = reconcile_now(full=True)
+    assert [(m["check"], m["partner_id"]) for m in summary.details["found"]] == [("referral_count_matches", 95)]
