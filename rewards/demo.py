@@ -50,13 +50,25 @@ class SimPartner:
     last_day: date | None = None
     xp: int = 0
     daily_xp: list[int] = field(default_factory=list)
+    checkin_days: list[date] = field(default_factory=list)
+    freeze_weeks: set[str] = field(default_factory=set)
+    referrals: int = 0
 
     def check_in(self, day: date, policy: rules.Policy) -> None:
-        self.streak_days = rules.next_streak_days(self.streak_days, self.last_day, day)
-        self.last_day = day
+        missed = rules.frozen_day(self.last_day) if self.last_day else None
+        available = missed is not None and rules.iso_week(missed) not in self.freeze_weeks
+        step = rules.next_streak(self.streak_days, self.last_day, day, pro=self.pro, freeze_available=available)
+        if step.frozen_days:
+            self.freeze_weeks.add(rules.iso_week(missed))
+        self.streak_days, self.last_day = step.streak_days, day
+        self.checkin_days.append(day)
         granted = rules.checkin_reward(self.streak_days, self.pro, policy).xp_granted
         self.xp += granted
         self.daily_xp.append(granted)
+
+    def action_task_met(self, start_day: date, required: int) -> bool:
+        since_start = sum(1 for day in self.checkin_days if day >= start_day)
+        return rules.action_progress(self.streak_days, since_start, required).met
 
 
 @dataclass
@@ -66,6 +78,12 @@ class Tally:
 
     def add(self, result: dict[str, Any]) -> None:
         self.by_status[result["status"]] = self.by_status.get(result["status"], 0) + 1
+
+
+# A job, and the status the rules say it must end with (None: not checked).
+Job = tuple[str, dict[str, Any], str | None]
+REFEREE_IDS_FROM = 1_000_000
+ADJUSTMENT_XP = 250
 
 
 def make_partners(count: int, rng: random.Random) -> list[SimPartner]:
@@ -81,84 +99,176 @@ def local_instant(day: date, zone: str, rng: random.Random) -> str:
     return local.astimezone(timezone.utc).isoformat()
 
 
+def end_of_day(day: date) -> str:
+    """Just before midnight UTC at the end of `day`: when the day's maintenance runs."""
+    return datetime.combine(day, clock_time(23, 59), timezone.utc).isoformat()
+
+
 class Demo:
-    def __init__(self, partners: int, days: int, seed: int, workdir: Path, out=sys.stdout):
+    def __init__(self, partners: int, days: int, seed: int, out=sys.stdout):
         self.rng = random.Random(seed)
         self.days = days
-        self.workdir = workdir
         self.out = out
+        self.policy = rules.Policy()
         self.partners = make_partners(partners, self.rng)
         self.first_day = datetime.now(timezone.utc).date() - timedelta(days=days + 2)
         self.tally = Tally()
         self.problems: list[str] = []
+        self.maintenance_results: dict[str, dict] = {}
 
-    # -- running -----------------------------------------------------------------
+    # -- the month -----------------------------------------------------------------
 
     def run(self, client, progress) -> None:
-        from rewards import contract
-
-        policy = rules.Policy()
-        setup = [(contract.PARTNER_UPDATE, {"partner_id": p.partner_id, "timezone": p.zone,
-                                            "occurred_at": "2000-01-01T00:00:00+00:00",
-                                            **({"pro_until": PRO_UNTIL} if p.pro else {})})
-                 for p in self.partners]
-        self.send_and_wait(client, setup, progress)
+        self.send_and_wait(client, self.plan_setup(), progress)
         for offset in range(self.days):
             day = self.first_day + timedelta(days=offset)
-            self.send_and_wait(client, self.plan_day(day, policy), progress)
+            # Tasks go once the day's check-ins are in: a claim's progress counts them.
+            self.send_and_wait(client, self.with_redeliveries(self.plan_checkins(day)), progress)
+            self.send_and_wait(client, self.with_redeliveries(self.plan_tasks(offset, day)), progress)
+            self.run_maintenance(client, day, progress)
+        self.run_maintenance(client, day, progress, final=True)
 
-    def plan_day(self, day: date, policy: rules.Policy) -> list[tuple[str, dict]]:
+    def plan_setup(self) -> list[Job]:
+        from rewards import contract
+
+        return [(contract.PARTNER_UPDATE, {"partner_id": p.partner_id, "timezone": p.zone,
+                                           "occurred_at": "2000-01-01T00:00:00+00:00",
+                                           **({"pro_until": PRO_UNTIL} if p.pro else {})}, "applied")
+                for p in self.partners]
+
+    def with_redeliveries(self, jobs: list[Job]) -> list[Job]:
+        """About 5% of jobs delivered twice; either copy may be the one that applies."""
+        jobs = jobs + [job for job in jobs if self.rng.random() < 0.05]
+        self.rng.shuffle(jobs)  # partners' jobs interleave; each partner has at most one of a kind a day
+        return [(name, kwargs, None if jobs.count((name, kwargs, expected)) > 1 else expected)
+                for name, kwargs, expected in jobs]
+
+    def plan_checkins(self, day: date) -> list[Job]:
         from rewards import contract
 
         jobs = []
         for partner in self.partners:
-            if self.rng.random() >= partner.attendance:
-                continue
-            partner.check_in(day, policy)
-            job = (contract.CHECKIN, {"partner_id": partner.partner_id,
-                                      "occurred_at": local_instant(day, partner.zone, self.rng)})
-            jobs.append(job)
-            if self.rng.random() < 0.05:  # delivered twice
-                jobs.append(job)
-        self.rng.shuffle(jobs)  # partners' jobs interleave; one partner has one check-in a day
+            if self.rng.random() < partner.attendance:
+                partner.check_in(day, self.policy)
+                jobs.append((contract.CHECKIN, {"partner_id": partner.partner_id,
+                                                "occurred_at": local_instant(day, partner.zone, self.rng)},
+                             "applied"))
         return jobs
 
-    def send_and_wait(self, client, jobs: list[tuple[str, dict]], progress) -> None:
-        pending = [client.send(name, **kwargs) for name, kwargs in jobs]
+    def plan_tasks(self, offset: int, day: date) -> list[Job]:
+        """Day 1: start tasks. Days 2-4: referrals. Day 2: social claims. Day 8+: the rest."""
+        from rewards import contract
+
+        def task_job(name: str, partner: SimPartner, task_id: str, expected: str) -> Job:
+            return (name, {"partner_id": partner.partner_id, "task_id": task_id,
+                           "occurred_at": end_of_day(day)}, expected)
+
+        jobs: list[Job] = []
+        for partner in self.partners:
+            pid = partner.partner_id
+            if offset == 0:
+                jobs.append(task_job(contract.TASK_START, partner, "telegram_bot", "applied"))
+                jobs.append(task_job(contract.TASK_START, partner, "banking_app", "applied"))  # left to go stale
+                if pid % 3 == 0:
+                    jobs.append(task_job(contract.TASK_START, partner, "invite_3_friends", "applied"))
+                if pid % 4 == 0:
+                    jobs.append(task_job(contract.TASK_START, partner, "daily_checkin_5", "applied"))
+            if 1 <= offset <= 3 and pid % 6 == 0:
+                partner.referrals += 1
+                jobs.append((contract.REFERRAL_RECORD, {"referrer_id": pid,
+                                                        "referee_id": REFEREE_IDS_FROM + pid * 10 + offset,
+                                                        "occurred_at": end_of_day(day)}, "applied"))
+            if offset == 1 and pid % 5 != 0:
+                jobs.append(task_job(contract.TASK_CLAIM, partner, "telegram_bot", "applied"))
+                partner.xp += rules.task_reward(100, partner.pro, self.policy).xp_granted
+            if offset == 7 and pid % 3 == 0:
+                met = partner.referrals >= 3
+                partner.xp += rules.task_reward(500, partner.pro, self.policy).xp_granted if met else 0
+                jobs.append(task_job(contract.TASK_CLAIM, partner, "invite_3_friends",
+                                     "applied" if met else "rejected"))
+            if offset == 8 and pid % 4 == 0:
+                met = partner.action_task_met(self.first_day, 5)
+                partner.xp += rules.task_reward(250, partner.pro, self.policy).xp_granted if met else 0
+                jobs.append(task_job(contract.TASK_CLAIM, partner, "daily_checkin_5",
+                                     "applied" if met else "rejected"))
+        if offset == 9:
+            self.partners[2].xp += ADJUSTMENT_XP
+            jobs.append((contract.ADJUST, {"partner_id": self.partners[2].partner_id, "amount": ADJUSTMENT_XP,
+                                           "reason": "goodwill credit after a support ticket",
+                                           "request_id": "demo-support-1"}, "applied"))
+        return jobs
+
+    def run_maintenance(self, client, day: date, progress, final: bool = False) -> None:
+        from rewards import contract
+
+        jobs: list[Job] = [(name, {"now": end_of_day(day)}, None) for name in (
+            contract.MAINTENANCE_EXPIRE_STREAKS, contract.MAINTENANCE_STREAK_RISK,
+            contract.MAINTENANCE_SWEEP_STALE_TASKS, contract.MAINTENANCE_RELAY_OUTBOX)]
+        if final:
+            jobs = [(contract.MAINTENANCE_RECONCILE, {"full": True}, None)]
+        for (name, _, _), result in zip(jobs, self.send_and_wait(client, jobs, progress)):
+            self.maintenance_results[name] = result
+
+    def send_and_wait(self, client, jobs: list[Job], progress) -> list[dict]:
+        pending = [client.send(name, **kwargs) for name, kwargs, _ in jobs]
         self.tally.sent += len(pending)
         progress.enqueued += len(pending)
-        for result in pending:
-            while not result.ready():
+        results = []
+        for (name, kwargs, expected), sent in zip(jobs, pending):
+            while not sent.ready():
                 progress.show()
                 time.sleep(0.02)
-            outcome = result.get(timeout=60)
-            self.tally.add(outcome)
-            if outcome["status"] == "rejected":
-                self.problems.append(f"job rejected: {outcome}")
+            result = sent.get(timeout=60)
+            results.append(result)
+            if "status" in result:
+                self.tally.add(result)
+            if expected is not None and result.get("status") != expected:
+                self.problems.append(f"{name} {kwargs}: {result.get('status')} ({result.get('reason')}), "
+                                     f"the rules say {expected}")
             progress.done += 1
         progress.show()
+        return results
 
-    # -- reporting ---------------------------------------------------------------
+    # -- reporting -----------------------------------------------------------------
 
     def report(self, conn) -> None:
         from sqlalchemy import text
 
-        balances = dict(conn.execute(text("SELECT id, xp FROM partner")).fetchall())
+        balances = dict(conn.execute(text("SELECT id, xp FROM partner WHERE id < :r"),
+                                     {"r": REFEREE_IDS_FROM}).fetchall())
         self.check_balances(balances)
         self.print_reference_progression()
         totals = conn.execute(text(
             "SELECT entry_type, COUNT(*), SUM(amount) FROM xp_ledger GROUP BY entry_type ORDER BY entry_type"
         )).fetchall()
         self.emit(tables.render(["entry type", "rows", "XP"], totals, title="XP by entry type"))
-        top_xp = conn.execute(text("SELECT id, xp FROM partner ORDER BY xp DESC, id LIMIT 10")).fetchall()
-        self.emit(tables.render(["partner", "XP"], top_xp, title="Top 10 by XP"))
-        top_streak = conn.execute(text(
-            "SELECT id, checkin_streak, longest_streak FROM partner ORDER BY checkin_streak DESC, id LIMIT 10"
-        )).fetchall()
-        self.emit(tables.render(["partner", "streak", "longest"], top_streak, title="Top 10 by current streak"))
-        rows = [(status, count) for status, count in sorted(self.tally.by_status.items())]
-        self.emit(tables.render(["result", "jobs"], rows + [("sent", self.tally.sent)],
-                                title="Jobs (duplicates absorbed = deliveries that paid nothing twice)"))
+        self.print_leaderboards(conn)
+        funnel = conn.execute(text(
+            "SELECT task_id, COUNT(*), SUM(CASE WHEN status = 'COMPLETED' THEN 1 ELSE 0 END),"
+            " SUM(CASE WHEN status = 'EXPIRED' THEN 1 ELSE 0 END) FROM partner_task GROUP BY task_id"
+            " ORDER BY task_id")).fetchall()
+        self.emit(tables.render(["task", "started", "completed", "expired"], funnel, title="Task funnel"))
+        rows = sorted(self.tally.by_status.items()) + [("sent (jobs and maintenance runs)", self.tally.sent)]
+        self.emit(tables.render(["result", "jobs"], rows,
+                                title="Job results (each duplicate is a delivery that paid nothing twice)"))
+        self.print_reconciliation()
+
+    def print_leaderboards(self, conn) -> None:
+        from rewards import queries
+
+        for kind, title in (("xp", "Top 10 by XP"), ("streak", "Top 10 by current streak")):
+            rows = [(row.rank, str(row.partner_id), row.score) for row in queries.leaderboard(conn, kind, 10)]
+            self.emit(tables.render(["rank", "partner", kind], rows, title=title))
+
+    def print_reconciliation(self) -> None:
+        from rewards import contract
+
+        result = self.maintenance_results.get(contract.MAINTENANCE_RECONCILE, {})
+        mismatches = result.get("mismatches")
+        self.emit(tables.render(["partners checked", "mismatches"], [(result.get("examined"), mismatches)],
+                                title="Reconciliation (full), run by the worker"))
+        if mismatches != 0:
+            self.problems.append(f"reconciliation: {result}")
 
     def check_balances(self, balances: dict[int, int]) -> None:
         for partner in self.partners:
@@ -177,14 +287,14 @@ class Demo:
             if got != (ref_regular, ref_pro):
                 self.problems.append(f"day {day}: cumulative {got}, reference document {ref_regular, ref_pro}")
         self.emit(tables.render(["day", "regular XP", "reference", "PRO XP", "reference"], rows,
-                                title="Cumulative XP of a daily partner vs the reference document"))
+                                title="Cumulative check-in XP of a daily partner vs the reference document"))
 
     def emit(self, text: str) -> None:
         print(f"\n{text}", file=self.out)
 
 
 class Progress:
-    """`[######....] 1,234/6,000 jobs  310/s` on one line; every 10% when not a terminal."""
+    """`[######....] 1,234/6,000 jobs  310/s`, redrawn on one line; a line every 2 s when not a terminal."""
 
     def __init__(self, stream=sys.stderr):
         self.stream = stream
@@ -192,22 +302,18 @@ class Progress:
         self.done = 0
         self.started = time.monotonic()
         self.last_drawn = 0.0
-        self.last_decile = -1
         self.tty = stream.isatty()
 
     def show(self) -> None:
         now = time.monotonic()
-        if self.tty and now - self.last_drawn < 0.1 and self.done < self.enqueued:
+        every_s = 0.1 if self.tty else 2.0
+        if now - self.last_drawn < every_s:
             return
         self.last_drawn = now
         rate = self.done / max(now - self.started, 1e-6)
         filled = int(30 * self.done / max(self.enqueued, 1))
         line = f"[{'#' * filled}{'.' * (30 - filled)}] {self.done:,}/{self.enqueued:,} jobs  {rate:,.0f}/s"
-        if self.tty:
-            print(f"\r{line}", end="", file=self.stream, flush=True)
-        elif self.done * 10 // max(self.enqueued, 1) != self.last_decile:
-            self.last_decile = self.done * 10 // max(self.enqueued, 1)
-            print(line, file=self.stream, flush=True)
+        print(f"\r{line}" if self.tty else line, end="" if self.tty else "\n", file=self.stream, flush=True)
 
     def finish(self) -> None:
         if self.tty:
@@ -271,7 +377,7 @@ def _simulate(partners: int, days: int, seed: int, workdir: Path) -> int:
     from rewards import db
     from rewards.client import RewardsClient
 
-    demo = Demo(partners, days, seed, workdir)
+    demo = Demo(partners, days, seed)
     client = RewardsClient()
     progress = Progress()
     started = time.monotonic()
