@@ -8,13 +8,15 @@ today continue the streak?"), so the three can never disagree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, tuple_
+from sqlalchemy import Connection, Engine, Row, bindparam, insert, select, tuple_
 
 from rewards import rules
+from rewards.maintenance import Summary
 from rewards.models import checkin, partner, streak_freeze
 from rewards.rules import StreakStep
 
@@ -88,6 +90,28 @@ def partners_with_a_streak(conn: Connection, *, last_day_before: date, after_id:
     return conn.execute(_partners_with_a_streak, {
         "last_day_before": last_day_before, "after_id": after_id, "limit": limit,
     }).fetchall()
+
+
+def in_batches(engine: Engine, summary: Summary, *, now: datetime, last_day_before: date,
+               batch_size: int, max_batches: int,
+               handle: Callable[[Connection, list[Standing]], int]) -> None:
+    """Walk partners with a live streak by id, one transaction per batch.
+
+    `handle` gets each batch's standings and returns how many rows it changed;
+    a run that reaches `max_batches` marks the summary `more` for the next run.
+    """
+    after_id = 0
+    while summary.batches < max_batches:
+        with engine.begin() as conn:
+            batch = partners_with_a_streak(conn, last_day_before=last_day_before,
+                                           after_id=after_id, limit=batch_size)
+            if not batch:
+                return
+            summary.batches += 1
+            summary.examined += len(batch)
+            summary.changed += handle(conn, standings(conn, batch, now))
+        after_id = batch[-1].id
+    summary.more = True
 
 
 def standings(conn: Connection, partners: list[Row], now: datetime) -> list[Standing]:

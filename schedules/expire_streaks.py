@@ -35,19 +35,9 @@ def _expire(engine: Engine, now: datetime, batch_size: int, max_batches: int, su
     # No time zone is more than a day ahead of UTC, so nobody's local
     # yesterday is later than UTC's today: a streak whose last check-in is on
     # or after it is alive everywhere and needs no look.
-    last_day_before = now.date()
-    after_id = 0
-    while summary.batches < max_batches:
-        with engine.begin() as conn:
-            batch = streaks.partners_with_a_streak(conn, last_day_before=last_day_before,
-                                                   after_id=after_id, limit=batch_size)
-            if not batch:
-                return
-            summary.batches += 1
-            summary.examined += len(batch)
-            summary.changed += _reset_lost(conn, streaks.standings(conn, batch, now), now)
-        after_id = batch[-1].id
-    summary.more = True
+    streaks.in_batches(engine, summary, now=now, last_day_before=now.date(), batch_size=batch_size,
+                       max_batches=max_batches,
+                       handle=lambda conn, standings: _reset_lost(conn, standings, now))
 
 
 def _reset_lost(conn: Connection, standings: list[streaks.Standing], now: datetime) -> int:

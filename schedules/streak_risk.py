@@ -29,20 +29,12 @@ def _warn(engine: Engine, now: datetime, batch_size: int, risk_hour: int, max_ba
           summary: Summary) -> None:
     # No time zone is more than a day ahead of UTC: anyone who checked in on
     # UTC's tomorrow has already checked in on their local today.
-    last_day_before = now.date() + timedelta(days=1)
-    after_id = 0
-    while summary.batches < max_batches:
-        with engine.begin() as conn:
-            batch = streaks.partners_with_a_streak(conn, last_day_before=last_day_before,
-                                                   after_id=after_id, limit=batch_size)
-            if not batch:
-                return
-            summary.batches += 1
-            summary.examined += len(batch)
-            events = [_notice(s) for s in streaks.standings(conn, batch, now) if _at_risk(s, risk_hour)]
-            summary.changed += len(outbox.emit_many(conn, events, now=now))
-        after_id = batch[-1].id
-    summary.more = True
+    def notify(conn, standings: list[streaks.Standing]) -> int:
+        events = [_notice(s) for s in standings if _at_risk(s, risk_hour)]
+        return len(outbox.emit_many(conn, events, now=now))
+
+    streaks.in_batches(engine, summary, now=now, last_day_before=now.date() + timedelta(days=1),
+                       batch_size=batch_size, max_batches=max_batches, handle=notify)
 
 
 def _at_risk(standing: streaks.Standing, risk_hour: int) -> bool:

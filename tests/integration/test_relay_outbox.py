@@ -44,7 +44,7 @@ class Receiver:
                 self.end_headers()
 
             def log_message(self, *args) -> None:
-                pass
+                """Keep http.server's per-request lines out of the test output."""
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/rewards-events"
