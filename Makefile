@@ -8,15 +8,23 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 # The test suite's servers. Override to run two suites side by side, e.g.
-# `make test TEST_DB=rewards_test_2 BROKER_DB=12 BACKEND_DB=13`.
+# `make test TEST_DB=rewards_test_2 BROKER_DB=10 BACKEND_DB=11 SYSTEM_BROKER_DB=9 LEADERBOARD_DB=8`.
 TEST_DB ?= rewards_test
 BROKER_DB ?= 14
 BACKEND_DB ?= 15
+LEADERBOARD_DB ?= 13
+# System tests that kill workers use a broker database no other worker consumes...
+SYSTEM_BROKER_DB ?= 12
+# ... and, on RabbitMQ, a vhost of the suite's own (created by .ci/services.sh).
+TEST_VHOST ?= $(TEST_DB)
 TEST_ENV := REWARDS_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/$(TEST_DB) \
 	CELERY_BROKER_URL=redis://127.0.0.1:6379/$(BROKER_DB) \
-	CELERY_RESULT_BACKEND=redis://127.0.0.1:6379/$(BACKEND_DB)
+	CELERY_RESULT_BACKEND=redis://127.0.0.1:6379/$(BACKEND_DB) \
+	REWARDS_SYSTEM_BROKER_URL=redis://127.0.0.1:6379/$(SYSTEM_BROKER_DB) \
+	REWARDS_REDIS_URL=redis://127.0.0.1:6379/$(LEADERBOARD_DB) \
+	REWARDS_SYSTEM_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/$(TEST_VHOST)
 
-.PHONY: help install demo services browser migrate test test-fast up down flower bench clean
+.PHONY: help install demo services browser migrate test test-fast chaos up down flower bench bench-leaderboard clean
 
 # Where `make flower` listens (127.0.0.1 only; compose publishes Flower on the same port).
 FLOWER_PORT ?= 5555
@@ -35,8 +43,8 @@ install: $(STAMP) ## Create .venv and install the project with its test extra
 demo: $(STAMP) ## Simulate a month through a real worker (no servers needed) and print the figures
 	$(BIN)/rewards demo
 
-services: ## Install (apt-get) and start PostgreSQL and Redis if needed; create the test database
-	@REWARDS_TEST_DB=$(TEST_DB) bash .ci/services.sh
+services: ## Install (apt-get) and start PostgreSQL, Redis and RabbitMQ if needed; create the test database and vhost
+	@REWARDS_TEST_DB=$(TEST_DB) REWARDS_TEST_VHOST=$(TEST_VHOST) bash .ci/services.sh
 
 browser: ## Install (apt-get) headless Chromium, which the Flower dashboard test drives
 	@bash .ci/chromium.sh
@@ -50,14 +58,40 @@ test: migrate browser ## Set everything up, then run the whole test suite (unit,
 test-fast: migrate ## The suite without the slow system tests (worker kills)
 	$(TEST_ENV) $(BIN)/pytest -m 'not system'
 
-BENCH_ENV := REWARDS_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/rewards_bench \
-	CELERY_BROKER_URL=redis://127.0.0.1:6379/4 \
-	CELERY_RESULT_BACKEND=redis://127.0.0.1:6379/5
+# The fault run: its own PostgreSQL and Redis in a temporary folder, on other
+# ports, and a RabbitMQ vhost of its own; `make chaos SEED=7 BROKERS=redis`.
+SEED ?= 1
+BROKERS ?= redis amqp
+chaos: $(STAMP) services ## Seeded fault run (kills, PostgreSQL down and frozen, Redis restart) on Redis and RabbitMQ; prints the table
+	@for broker in $(BROKERS); do $(BIN)/python -m chaos --broker $$broker --seed $(SEED) || exit 1; done
 
-bench: $(STAMP) ## Measure check-in drain rate against Celery's no-op rate (own database and Redis numbers)
-	@REWARDS_TEST_DB=rewards_bench bash .ci/services.sh
+# The bench's own database and Redis numbers; override to run it beside
+# another bench, e.g. `make bench BENCH_DB=rewards_bench_2 BENCH_REDIS_PORT=6380`.
+BENCH_DB ?= rewards_bench
+BENCH_REDIS_PORT ?= 6379
+BENCH_BROKER_DB ?= 4
+BENCH_BACKEND_DB ?= 5
+BENCH_ENV := REWARDS_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/$(BENCH_DB) \
+	CELERY_BROKER_URL=redis://127.0.0.1:$(BENCH_REDIS_PORT)/$(BENCH_BROKER_DB) \
+	CELERY_RESULT_BACKEND=redis://127.0.0.1:$(BENCH_REDIS_PORT)/$(BENCH_BACKEND_DB)
+
+bench: $(STAMP) ## Check-in throughput side by side: no-op, per job, batched, direct, pgbench (BENCH_JOBS, BENCH_SOAK)
+	@REWARDS_TEST_DB=$(BENCH_DB) REDIS_PORT=$(BENCH_REDIS_PORT) bash .ci/services.sh
+	@command -v pgbench >/dev/null || ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-contrib >/dev/null; }
 	$(BENCH_ENV) $(BIN)/rewards db upgrade
-	$(BENCH_ENV) $(BIN)/python -m benchmarks.drain
+	$(BENCH_ENV) $(BIN)/python -m benchmarks
+
+# Its own database and Redis database: it truncates and flushes both.
+BENCH_LB_DB ?= rewards_bench_lb
+BENCH_LB_REDIS_DB ?= 6
+BENCH_LB_ENV := REWARDS_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/$(BENCH_LB_DB) \
+	REWARDS_REDIS_URL=redis://127.0.0.1:6379/$(BENCH_LB_REDIS_DB)
+
+bench-leaderboard: $(STAMP) ## Top-100 and rank reads at 1,000,000 partners (BENCH_PARTNERS): Redis vs SQL
+	@REWARDS_TEST_DB=$(BENCH_LB_DB) bash .ci/services.sh
+	$(BENCH_LB_ENV) $(BIN)/rewards db upgrade
+	$(BENCH_LB_ENV) $(BIN)/python -m benchmarks.leaderboard
 
 up: ## Run the production shape with docker compose (postgres, redis, migrate, worker, maintenance, beat, flower)
 	@test -f .env || { echo "make up: there is no .env here; create it from the example and set its passwords: cp .env.example .env" >&2; exit 2; }

@@ -3,8 +3,9 @@
 URLs and limits come from environment variables, read in `rewards.settings`.
 """
 
-from rewards import contract
+from rewards import catalog, contract
 from rewards import settings as _settings
+from schedules import beat
 
 _env = _settings.get()
 
@@ -23,10 +24,13 @@ result_accept_content = ["json"]
 # turn the resulting redeliveries into `duplicate` results.
 task_acks_late = True
 task_reject_on_worker_lost = True
-# A job that failed for good, or ran past its time limit, is recorded and
-# acknowledged, so a poison message is not redelivered for ever.
+# A job that failed for a reason of its own is recorded (workers/base.py) and
+# acknowledged, so a poison message is not redelivered for ever. A job killed
+# by its hard time limit is handed back instead: every wait on PostgreSQL is
+# bounded well inside the limit, so a job that reaches it was stuck on
+# something outside it (a frozen server), and must run again, not be dropped.
 task_acks_on_failure = True
-task_acks_on_timeout = True
+task_acks_on_timeout = False
 
 # Jobs take about a millisecond; a few prefetched messages per process hide
 # the broker round trip, and acks_late keeps them safe if the worker dies.
@@ -48,9 +52,24 @@ task_time_limit = _env.task_time_limit_s
 task_soft_time_limit = _env.task_time_limit_s * 0.9
 
 # Redis: redeliver what a dead worker held once the visibility timeout has
-# passed (longer than any job or retry delay); filesystem: where messages live.
+# passed (minutes, derived from the time limit and the backoff cap: see
+# rewards.settings.default_visibility_timeout_s); RabbitMQ: publisher
+# confirms; filesystem: where messages live.
 broker_transport_options = _settings.broker_transport_options(_env)
-result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
+# filesystem:// is served by rewards.transport, which never hands a consumer a
+# half-written message (kombu's own can, and then the worker stops); producers
+# select the same class (rewards.client).
+broker_transport = _settings.broker_transport(_env)
+# A job that committed must not be reported failed because Redis blinked
+# while its result was stored: retry the store, with exponential backoff, for
+# about half a minute (each attempt gives up after 2 s). That stays inside the
+# soft time limit; past it the outcome is still in PostgreSQL
+# (RewardsClient.outcome, `rewards job KEY`) and the job is not recorded as failed.
+result_backend_transport_options = {"retry_policy": {"timeout": 2.0}}
+result_backend_always_retry = True
+result_backend_max_retries = 10
+result_backend_base_sleep_between_retries_ms = 100
+result_backend_max_sleep_between_retries_ms = 4_000
 
 # Workers and producers start before the broker in a compose stack: keep trying.
 broker_connection_retry_on_startup = True
@@ -66,4 +85,10 @@ timezone = "UTC"
 enable_utc = True
 
 # The maintenance schedule lives in one table: schedules/beat.py.
-from schedules.beat import BEAT_SCHEDULE as beat_schedule  # noqa: E402
+beat_schedule = beat.beat_schedule(_env.maintenance)
+
+# Read the task catalogue now, while the worker starts: a bad entry stops
+# start-up with a CatalogError naming the entry and field. (Celery logs and
+# swallows exceptions raised in signal handlers such as worker_init, so the
+# check cannot live in one.)
+catalog.get()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Make sure PostgreSQL and Redis are installed and answering on 127.0.0.1,
-# then create the test database. Used by `make test` and CI; safe to re-run.
+# Make sure PostgreSQL, Redis and RabbitMQ are installed and answering on
+# 127.0.0.1, then create the test database and the test RabbitMQ vhost. Used by `make test` and CI; safe to re-run.
 # On a fresh Debian machine (as root) it installs what is missing with apt-get.
 set -euo pipefail
 
@@ -8,6 +8,7 @@ PG_HOST=127.0.0.1
 PG_PORT=${PG_PORT:-5432}
 REDIS_PORT=${REDIS_PORT:-6379}
 TEST_DB=${REWARDS_TEST_DB:-rewards_test}
+TEST_VHOST=${REWARDS_TEST_VHOST:-$TEST_DB}
 
 say() { printf '[services] %s\n' "$*"; }
 
@@ -75,6 +76,27 @@ ensure_redis() {
   wait_for Redis redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping
 }
 
+rabbit_ready() { as_root rabbitmqctl -q status >/dev/null 2>&1; }
+
+ensure_rabbitmq() {
+  command -v rabbitmq-server >/dev/null 2>&1 || apt_install rabbitmq-server
+  if rabbit_ready; then say "RabbitMQ is up"; return; fi
+  say "starting RabbitMQ"
+  as_root rabbitmq-server -detached
+  for _ in $(seq 1 120); do rabbit_ready && return 0; sleep 0.5; done
+  say "RabbitMQ did not come up within 60 s"; return 1
+}
+
+ensure_test_vhost() {
+  # The system tests' RabbitMQ workers use a vhost of their own (the chaos
+  # run creates and deletes one per run): nothing else consumes there.
+  if ! as_root rabbitmqctl -q list_vhosts | grep -qx "$TEST_VHOST"; then
+    say "creating RabbitMQ vhost $TEST_VHOST"
+    as_root rabbitmqctl -q add_vhost "$TEST_VHOST"
+  fi
+  as_root rabbitmqctl -q set_permissions -p "$TEST_VHOST" guest '.*' '.*' '.*'
+}
+
 ensure_test_database() {
   local exists
   exists=$(psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atc \
@@ -88,4 +110,6 @@ ensure_test_database() {
 ensure_postgres
 ensure_trust_auth
 ensure_redis
+ensure_rabbitmq
 ensure_test_database
+ensure_test_vhost

@@ -7,14 +7,18 @@ same names with JSON keyword arguments (see README, "Job contract").
     client = RewardsClient("redis://broker:6379/0", "redis://broker:6379/1")
     result = client.checkin(42)                 # occurred_at defaults to now
     result.get(timeout=10)                      # {"status": "applied", "xp_granted": 10, …}
+    client.checkin(42, ignore_result=True)      # fire and forget: no result is stored
+    client.checkin_many([(42, None), (43, "2026-11-24T09:30:00+00:00")])  # one message, a result per check-in
     client.start_task(42, "invite_3_friends")   # later: client.claim_task(42, "invite_3_friends")
     client.record_referral(42, 43)              # partner 42 referred partner 43
     client.adjust(42, -100, "refund reversal", request_id="ticket-981")
+    client.outcome("adjustment:ticket-981")     # what PostgreSQL holds for that key, or None
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -37,6 +41,13 @@ def _instant(value: datetime | str | None) -> str:
     return value.isoformat()
 
 
+def _checkin_item(checkin: Mapping[str, Any] | tuple[int, datetime | str | None]) -> dict[str, Any]:
+    if isinstance(checkin, Mapping):
+        return {"partner_id": checkin["partner_id"], "occurred_at": _instant(checkin.get("occurred_at"))}
+    partner_id, occurred_at = checkin
+    return {"partner_id": partner_id, "occurred_at": _instant(occurred_at)}
+
+
 def _refuse_overridden(variable: str, given: str | None) -> None:
     # Celery prefers these environment variables over URLs given in code; an
     # upstream app passing one URL while the environment names another would
@@ -44,17 +55,21 @@ def _refuse_overridden(variable: str, given: str | None) -> None:
     in_environment = os.environ.get(variable)
     if given and in_environment and given != in_environment:
         raise ValueError(f"{variable}={in_environment!r} in the environment overrides the URL "
-                         f"given to RewardsClient ({given!r}); unset it or pass the same URL")
+                         f"RewardsClient was given ({given!r}); unset it or pass the same URL")
 
 
 class RewardsClient:
-    def __init__(self, broker_url: str | None = None, backend_url: str | None = None):
+    def __init__(self, broker_url: str | None = None, backend_url: str | None = None, *,
+                 settings: settings_module.Settings | None = None):
+        """URLs default to `settings`, which default to the environment's (rewards.settings)."""
+        current = settings or settings_module.get()
+        broker_url = broker_url or current.broker_url
+        backend_url = backend_url or current.result_backend
         _refuse_overridden("CELERY_BROKER_URL", broker_url)
         _refuse_overridden("CELERY_RESULT_BACKEND", backend_url)
-        current = settings_module.get()
-        broker_url = broker_url or current.broker_url
-        self.app = Celery("rewards-client", broker=broker_url,
-                          backend=backend_url or current.result_backend)
+        settings_module.ensure_broker_folders(current, broker_url)
+        self.batch_max = current.batch_max
+        self.app = Celery("rewards-client", broker=broker_url, backend=backend_url)
         self.app.conf.update(
             task_serializer="json",
             accept_content=["json"],
@@ -63,15 +78,47 @@ class RewardsClient:
             task_send_sent_event=True,
             task_queues=contract.kombu_queues(),
             broker_connection_retry_on_startup=True,
+            # filesystem:// is served by rewards.transport, in producers as in workers.
+            broker_transport=settings_module.broker_transport(current, broker_url),
             broker_transport_options=settings_module.broker_transport_options(current, broker_url),
         )
 
-    def send(self, task_name: str, **kwargs: Any) -> AsyncResult:
-        """Enqueue any job of the contract by name on its queue."""
-        return self.app.send_task(task_name, kwargs=kwargs, queue=contract.queue_for(task_name))
+    def send(self, task_name: str, /, *, ignore_result: bool = False, job_id: str | None = None,
+             **kwargs: Any) -> AsyncResult:
+        """Enqueue any job of the contract by name on its queue.
 
-    def checkin(self, partner_id: int, occurred_at: datetime | str | None = None) -> AsyncResult:
-        return self.send(contract.CHECKIN, partner_id=partner_id, occurred_at=_instant(occurred_at))
+        `ignore_result=True` is for producers that never read the result: the
+        worker then stores none, which saves it a write to the result backend
+        per job (the outcome still lives in PostgreSQL, under its key).
+
+        `job_id` sends a job again under the id it was first sent with, so a
+        result already awaited arrives. Send again a job that has no result
+        while the broker holds nothing: Redis can lose a message (a worker's
+        BRPOP takes it off the queue before it is recorded as unacknowledged,
+        and a Redis restart between the two drops it). The idempotency key
+        makes a job that did run come back as `duplicate`.
+        """
+        return self.app.send_task(task_name, kwargs=kwargs, queue=contract.queue_for(task_name),
+                                  ignore_result=ignore_result, task_id=job_id)
+
+    def checkin(self, partner_id: int, occurred_at: datetime | str | None = None, *,
+                ignore_result: bool = False) -> AsyncResult:
+        return self.send(contract.CHECKIN, ignore_result=ignore_result, partner_id=partner_id,
+                         occurred_at=_instant(occurred_at))
+
+    def checkin_many(self, checkins: Iterable[Mapping[str, Any] | tuple[int, datetime | str | None]], *,
+                     ignore_result: bool = False, batch_max: int | None = None) -> list[AsyncResult]:
+        """Send many check-ins as `rewards.checkin.batch` messages of up to `batch_max` each.
+
+        Each check-in is `(partner_id, occurred_at)` or `{"partner_id": …,
+        "occurred_at": …}`; occurred_at defaults to now. `batch_max` defaults
+        to REWARDS_BATCH_MAX, which must not exceed the workers' own. Each
+        message's result lists every check-in's outcome in the order sent.
+        """
+        size = batch_max or self.batch_max
+        items = [_checkin_item(checkin) for checkin in checkins]
+        return [self.send(contract.CHECKIN_BATCH, ignore_result=ignore_result, checkins=items[start:start + size])
+                for start in range(0, len(items), size)]
 
     def update_partner(self, partner_id: int, *, pro_until: datetime | str | None = _UNSET,
                        timezone: str = _UNSET, occurred_at: datetime | str | None = None) -> AsyncResult:
@@ -102,6 +149,22 @@ class RewardsClient:
         """An operator's grant (amount > 0) or deduction (< 0); replaying request_id applies it once."""
         return self.send(contract.ADJUST, partner_id=partner_id, amount=amount, reason=reason,
                          request_id=request_id)
+
+    def outcome(self, key: str) -> dict[str, Any] | None:
+        """The outcome PostgreSQL holds for an idempotency key, or None if no job applied it yet.
+
+        For a producer whose result never arrived (the result store was down,
+        the result expired, the producer restarted): the key is in every
+        result (`result["key"]`) and can be rebuilt from the payload
+        (rewards.contract.keys). Reads REWARDS_DATABASE_URL.
+        """
+        from rewards import db, queries
+
+        with db.get_engine().connect() as conn:
+            found = queries.outcome(conn, key)
+        if found is None:
+            return None
+        return {"status": found.status, "key": found.key, "partner_id": found.partner_id, **found.details}
 
     def close(self) -> None:
         self.app.close()

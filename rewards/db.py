@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import resources
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.dialects import postgresql
@@ -23,18 +24,57 @@ _engines: dict[tuple[int, str], Engine] = {}
 _engines_lock = threading.Lock()
 
 
-def make_engine(url: str, *, statement_timeout_ms: int = 5_000, lock_timeout_ms: int = 2_000) -> Engine:
+def make_engine(url: str, *, statement_timeout_ms: int = 5_000, lock_timeout_ms: int = 2_000,
+                connect_timeout_s: int = 5) -> Engine:
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    # Time limits ride on the connection's start-up options, so they cost
-    # nothing per transaction; a job stuck on a lock fails fast and retries.
-    options = f"-c statement_timeout={statement_timeout_ms} -c lock_timeout={lock_timeout_ms}"
-    return create_engine(
+    engine = create_engine(
         url,
-        connect_args={"options": options, "application_name": "rewards"},
+        connect_args=postgres_connect_args(statement_timeout_ms, lock_timeout_ms, connect_timeout_s),
         pool_size=8,
         max_overflow=8,
+        # Waiting for a free pooled connection is bounded like every other wait.
+        pool_timeout=connect_timeout_s,
     )
+    event.listen(engine, "handle_error", _drop_interrupted_connection)
+    return engine
+
+
+def _drop_interrupted_connection(context) -> None:
+    """Close a connection whose statement was interrupted by something other than the database.
+
+    A job's soft time limit arrives as an exception raised in the middle of
+    a statement. The connection is then mid-protocol, and rolling it back
+    means waiting on the very server that may be hung (SIGSTOP, a frozen
+    host): treat it as lost instead, so the job can retry at once.
+    """
+    if not isinstance(context.original_exception, (exc.DBAPIError, context.dialect.loaded_dbapi.Error)):
+        context.is_disconnect = True
+
+
+def postgres_connect_args(statement_timeout_ms: int, lock_timeout_ms: int,
+                          connect_timeout_s: int) -> dict[str, object]:
+    """libpq options that bound every wait on PostgreSQL, so a hung server never freezes a worker.
+
+    Time limits ride on the connection's start-up options, so they cost
+    nothing per transaction; a job stuck on a lock fails fast and retries.
+    `connect_timeout` bounds a connection attempt to a server that does not
+    answer; keepalives find a silent peer on an idle connection, and
+    `tcp_user_timeout` drops one whose sent data stays unacknowledged (a
+    frozen or unplugged server), which a statement timeout cannot do because
+    the server is the one that enforces it.
+    """
+    timeout_ms = connect_timeout_s * 1000
+    return {
+        "options": f"-c statement_timeout={statement_timeout_ms} -c lock_timeout={lock_timeout_ms}",
+        "application_name": "rewards",
+        "connect_timeout": connect_timeout_s,
+        "keepalives": 1,
+        "keepalives_idle": max(1, connect_timeout_s),
+        "keepalives_interval": max(1, connect_timeout_s // 2),
+        "keepalives_count": 3,
+        "tcp_user_timeout": statement_timeout_ms + timeout_ms,
+    }
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -76,6 +116,7 @@ def get_engine() -> Engine:
                     current.database_url,
                     statement_timeout_ms=current.statement_timeout_ms,
                     lock_timeout_ms=current.lock_timeout_ms,
+                    connect_timeout_s=current.connect_timeout_s,
                 )
                 if engine.dialect.name == "sqlite":
                     metadata.create_all(engine)
@@ -116,6 +157,19 @@ def is_transient(error: BaseException) -> bool:
         return True
     return isinstance(error, exc.DBAPIError) and error.connection_invalidated
 
+
+
+def writes_in_one_statement(conn: Connection) -> bool:
+    """Whether the hot paths may collapse their writes into one data-modifying CTE.
+
+    PostgreSQL runs `WITH … INSERT … UPDATE … INSERT` as one statement, one
+    round trip; SQLite has no data-modifying CTEs and no round trips to save
+    (it is in-process), so it keeps the plain statement-per-write path.
+    The execution option `statement_per_write=True` takes the plain path on
+    PostgreSQL too: it is the reference the one-statement writes are tested
+    against.
+    """
+    return conn.dialect.name == "postgresql" and not conn.get_execution_options().get("statement_per_write")
 
 
 def insert_on_conflict(table):
@@ -173,3 +227,19 @@ def _unlock(connection: Connection, key: int) -> None:
         connection.invalidate()
         raise
 
+
+def alembic_config(database_url: str | None = None):
+    """Alembic's configuration for the migrations shipped with the package."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("migrations")))
+    config.set_main_option("sqlalchemy.url", database_url or settings_module.get().database_url)
+    return config
+
+
+def upgrade(revision: str = "head", database_url: str | None = None) -> None:
+    """Migrate the database to `revision` (`rewards db upgrade`)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(database_url), revision)

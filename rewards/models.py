@@ -4,7 +4,11 @@ Tables (names and columns are a contract: operators' reports query them):
 
 - ``partner``      one row per upstream user: balance, streak state, PRO, time zone.
 - ``checkin``      one row per partner per local day; its primary key is the
-                   check-in's idempotency key.
+                   check-in's idempotency key. It holds the day's current
+                   price: a late check-in or PRO change that re-prices a day
+                   updates it and posts the difference as a correction.
+- ``plan_change``  every PRO change upstream made, by when it happened: PRO at
+                   an instant is decided by the latest change before it.
 - ``partner_task`` one row per attempt at a catalogue task (STARTED, then
                    COMPLETED or EXPIRED); at most one attempt per partner and
                    task is not EXPIRED.
@@ -26,7 +30,9 @@ Invariants (DESIGN.md section 5), held by the database as well as the code:
 
 1. ``partner.xp == SUM(xp_ledger.amount)`` and the partner's last
    ``balance_after`` equals ``xp`` (written in one transaction; checked by
-   ``tests/invariants.py`` and the reconciler).
+   ``tests/support/invariants.py`` and the reconciler). Each check-in's ledger
+   rows (payment, bonus, corrections) add up to its ``xp_granted`` plus any
+   ``xp_shortfall``; each completed attempt's to its ``xp_granted``.
 2. Each idempotency key is applied at most once: ``checkin`` primary key,
    ``partner_task`` primary key (partner, task, attempt) and the conditional
    STARTED -> COMPLETED update, ``referral`` primary key (referee),
@@ -151,6 +157,13 @@ Index(
     postgresql_where=partner.c.checkin_streak > 0,
     sqlite_where=partner.c.checkin_streak > 0,
 )
+# The read side's leaderboards when Redis is away (rewards.leaderboards): the
+# top of a board and the count of partners ahead of one are index ranges.
+# Partners with nothing to show stay out, as they stay off the boards.
+Index("ix_partner_xp_board", partner.c.xp,
+      postgresql_where=partner.c.xp > 0, sqlite_where=partner.c.xp > 0)
+Index("ix_partner_streak_board", partner.c.checkin_streak, partner.c.last_checkin_at,
+      postgresql_where=partner.c.checkin_streak > 0, sqlite_where=partner.c.checkin_streak > 0)
 
 checkin = Table(
     "checkin",
@@ -165,9 +178,19 @@ checkin = Table(
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("frozen_days", Integer, nullable=False, server_default=text("0")),
     Column("created_at", UtcDateTime, nullable=False),
+    # How many times the day was re-priced: the next correction's key suffix.
+    Column("revision", Integer, nullable=False, server_default=text("0")),
+    # XP a re-pricing took back but the balance could not cover (an operator
+    # had deducted it): the ledger keeps the truth, the balance stays >= 0.
+    Column("xp_shortfall", BigInteger, nullable=False, server_default=text("0")),
     CheckConstraint("streak >= 1", name="streak_positive"),
+    CheckConstraint("revision >= 0", name="revision_not_negative"),
+    CheckConstraint("xp_shortfall >= 0", name="xp_shortfall_not_negative"),
     CheckConstraint("xp_granted = (base_xp + bonus_xp) * multiplier", name="xp_granted_priced"),
 )
+# Daily check-in counts over a range of days (analytics); the primary key
+# leads with the partner and cannot serve them.
+Index("ix_checkin_day", checkin.c.day)
 
 xp_ledger = Table(
     "xp_ledger",
@@ -198,6 +221,13 @@ xp_ledger = Table(
 # reference document's earning(partner_id, type, created_at) served per-type
 # reports; ids are already in time order, and per-type totals scan anyway.)
 Index("ix_xp_ledger_partner_id_id", xp_ledger.c.partner_id, xp_ledger.c.id)
+# When a partner's balance or weekly sum reached its value (the leaderboards'
+# tie-break: the latest occurred_at among the rows counted), one index probe
+# per partner; and one partner's rows of one week.
+Index("ix_xp_ledger_partner_id_occurred_at", xp_ledger.c.partner_id, xp_ledger.c.occurred_at)
+# A week's or a day range's rows: the weekly board without Redis, and the XP
+# issued per day in analytics.
+Index("ix_xp_ledger_occurred_at", xp_ledger.c.occurred_at)
 
 audit_event = Table(
     "audit_event",
@@ -220,8 +250,12 @@ job_failure = Table(
     # bumps `attempts` on its row instead of adding one.
     Column("fingerprint", String(64), nullable=False, unique=True),
     Column("task_name", String(200), nullable=False),
-    Column("task_id", String(64)),
+    # The Celery job's id (AsyncResult.id), when there was one.
+    Column("job_id", String(64)),
+    # The payload with every string made storable (NUL, lone surrogates
+    # escaped), and its exact form as received, as JSON text.
     Column("payload", Payload, nullable=False),
+    Column("payload_text", Text),
     Column("reason", String(64), nullable=False),
     Column("error", Text, nullable=False),
     Column("attempts", Integer, nullable=False, server_default=text("1")),
@@ -247,11 +281,17 @@ partner_task = Table(
     Column("start_day", Date, nullable=False),
     Column("started_at", UtcDateTime, nullable=False),
     Column("completed_at", UtcDateTime),
+    # What the completed attempt pays now: set by the claim, changed by a late
+    # PRO change (with a correction row, revision + 1).
+    Column("multiplier", Integer),
+    Column("xp_granted", BigInteger),
+    Column("revision", Integer, nullable=False, server_default=text("0")),
     CheckConstraint("attempt >= 1", name="attempt_positive"),
     CheckConstraint("status IN ('STARTED', 'COMPLETED', 'EXPIRED')", name="status_known"),
     CheckConstraint("initial_metric_value >= 0", name="initial_metric_not_negative"),
     CheckConstraint("(status = 'COMPLETED') = (completed_at IS NOT NULL)",
                     name="completed_at_iff_completed"),
+    CheckConstraint("(status = 'COMPLETED') = (xp_granted IS NOT NULL)", name="xp_granted_iff_completed"),
 )
 # At most one live (STARTED or COMPLETED) attempt per partner and task: a new
 # attempt can only begin once the previous one has EXPIRED.
@@ -265,6 +305,10 @@ Index(
 )
 # A partner's task list by status (the reference document's proposal).
 Index("ix_partner_task_partner_id_status", partner_task.c.partner_id, partner_task.c.status)
+# The task funnel of a report window: attempts started in it, by task and status,
+# read from the index alone.
+Index("ix_partner_task_started_at_task_id_status", partner_task.c.started_at, partner_task.c.task_id,
+      partner_task.c.status)
 # The stale-task sweep looks for old STARTED attempts only; finished ones,
 # the vast majority over time, stay out of the index.
 Index(
@@ -306,6 +350,18 @@ adjustment = Table(
 )
 # An operator looking into one partner lists their adjustments.
 Index("ix_adjustment_partner_id", adjustment.c.partner_id)
+
+plan_change = Table(
+    "plan_change",
+    metadata,
+    # One row per PRO change by the instant it happened upstream: a late or
+    # replayed update lands in its place in the history, whatever the order.
+    Column("partner_id", BigInteger, ForeignKey("partner.id"), primary_key=True),
+    Column("occurred_at", UtcDateTime, primary_key=True),
+    # PRO until this instant from `occurred_at` on; NULL ends PRO.
+    Column("pro_until", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+)
 
 streak_freeze = Table(
     "streak_freeze",

@@ -21,6 +21,9 @@ class Policy:
     streak_bonus_xp: int = 150
     streak_bonus_period_days: int = 7
     pro_xp_multiplier: int = 5
+    # How far back, in the partner's local days before their latest check-in,
+    # a late job is still applied and re-priced (not an amount: not in `version`).
+    late_window_days: int = 7
 
     @property
     def version(self) -> str:
@@ -101,6 +104,46 @@ def next_streak(previous_streak_days: int, last_checkin_day: date | None, day: d
     if not continues or previous_streak_days == 0:
         return StreakStep(streak_days=1, frozen_days=0)
     return StreakStep(streak_days=previous_streak_days + 1, frozen_days=frozen_days)
+
+
+@dataclass(frozen=True)
+class DayCheckin:
+    """A check-in as the streak rules see it: its local day, and whether PRO at its instant."""
+
+    day: date
+    pro: bool
+
+
+@dataclass(frozen=True)
+class PricedCheckin:
+    day: date
+    streak_days: int
+    frozen_days: int
+    reward: CheckinReward
+
+
+def price_checkins(checkins: list[DayCheckin], *, previous_day: date | None, previous_streak_days: int,
+                   freeze_weeks_used: frozenset[str], policy: Policy) -> list[PricedCheckin]:
+    """Streak, freeze and reward of each check-in, in day order, continuing a history.
+
+    `previous_day` and `previous_streak_days` are the check-in just before
+    them; `freeze_weeks_used`, the ISO weeks whose freeze earlier check-ins
+    spent. Each check-in takes the week's freeze if it needs one and it is
+    free, exactly as it would have in order, so pricing a partner's days
+    with this function gives the same result whatever order they arrived in.
+    """
+    last_day, streak_days, used = previous_day, previous_streak_days, set(freeze_weeks_used)
+    priced = []
+    for checkin in sorted(checkins, key=lambda item: item.day):
+        week = iso_week(frozen_day(last_day)) if last_day is not None else None
+        step = next_streak(streak_days, last_day, checkin.day, pro=checkin.pro,
+                           freeze_available=week not in used)
+        if step.frozen_days:
+            used.add(week)
+        priced.append(PricedCheckin(checkin.day, step.streak_days, step.frozen_days,
+                                    checkin_reward(step.streak_days, checkin.pro, policy)))
+        last_day, streak_days = checkin.day, step.streak_days
+    return priced
 
 
 def frozen_day(last_checkin_day: date) -> date:

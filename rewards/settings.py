@@ -7,10 +7,12 @@ operator never finds out about a typo from a job that fails at 3 a.m.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from functools import lru_cache
+from pathlib import Path
 
+from rewards.contract.payloads import MAX_BATCH_CHECKINS
 from rewards.rules import Policy
 
 
@@ -26,17 +28,24 @@ class Settings:
     policy: Policy
     statement_timeout_ms: int
     lock_timeout_ms: int
-    job_max_retries: int
+    retry_horizon_s: int
     retry_backoff_s_max: int
+    connect_timeout_s: int
     future_tolerance_s: int
     visibility_timeout_s: int
     task_time_limit_s: int
     broker_folder: str | None
+    # Where failure records go when PostgreSQL cannot take them (rewards.deadletters).
+    dead_letter_url: str | None
     catalog_path: str | None
     maintenance: MaintenanceSettings
     # Flower refuses to start without authentication unless this is set
     # (workers/flower_guard.py); for a trusted local machine only.
     flower_unsafe_no_auth: bool = False
+    # Redis holding the leaderboards (rewards.leaderboards); None: they are read from SQL.
+    redis_url: str | None = None
+    # The most check-ins one rewards.checkin.batch message may carry.
+    batch_max: int = 500
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class MaintenanceSettings:
     streak_risk_every_s: int
     relay_outbox_every_s: int
     sweep_stale_tasks_every_s: int
+    update_leaderboards_every_s: int
     stale_task_days: int
     streak_risk_hour: int
     batch_size: int
@@ -67,15 +77,16 @@ class MaintenanceSettings:
 EVENT_SINKS = ("queue", "webhook")
 
 
-def _text(name: str, default: str) -> str:
-    value = os.environ.get(name, default).strip()
+def _text(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, default).strip()
     if not value:
         raise ConfigError(f"{name} is set but empty; unset it to use the default {default!r}")
     return value
 
 
-def _int(name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
-    raw = os.environ.get(name)
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int,
+         maximum: int | None = None) -> int:
+    raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
@@ -93,8 +104,8 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 
-def _flag(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     value = raw.strip().lower()
@@ -103,59 +114,98 @@ def _flag(name: str, default: bool) -> bool:
     return value in _TRUE
 
 
-def _load_maintenance(broker_url: str) -> MaintenanceSettings:
+def _load_maintenance(env: Mapping[str, str], broker_url: str) -> MaintenanceSettings:
     return MaintenanceSettings(
-        expire_streaks_every_s=_int("REWARDS_EXPIRE_STREAKS_EVERY_S", 3_600, minimum=1),
-        reconcile_every_s=_int("REWARDS_RECONCILE_EVERY_S", 86_400, minimum=1),
-        streak_risk_every_s=_int("REWARDS_STREAK_RISK_EVERY_S", 3_600, minimum=1),
-        relay_outbox_every_s=_int("REWARDS_RELAY_OUTBOX_EVERY_S", 5, minimum=1),
-        sweep_stale_tasks_every_s=_int("REWARDS_SWEEP_STALE_TASKS_EVERY_S", 3_600, minimum=1),
-        stale_task_days=_int("STALE_TASK_DAYS", 7, minimum=1),
-        streak_risk_hour=_int("STREAK_RISK_HOUR", 20, minimum=0, maximum=23),
-        batch_size=_int("REWARDS_MAINTENANCE_BATCH_SIZE", 500, minimum=1),
-        max_batches=_int("REWARDS_MAINTENANCE_MAX_BATCHES", 200, minimum=1),
-        reconcile_lag_s=_int("REWARDS_RECONCILE_LAG_S", 300, minimum=0),
-        relay_batch_size=_int("REWARDS_RELAY_BATCH_SIZE", 100, minimum=1),
-        relay_budget_s=_int("REWARDS_RELAY_BUDGET_S", 20, minimum=1),
-        relay_backoff_s_max=_int("REWARDS_RELAY_BACKOFF_S_MAX", 600, minimum=1),
+        expire_streaks_every_s=_int(env, "REWARDS_EXPIRE_STREAKS_EVERY_S", 3_600, minimum=1),
+        reconcile_every_s=_int(env, "REWARDS_RECONCILE_EVERY_S", 86_400, minimum=1),
+        streak_risk_every_s=_int(env, "REWARDS_STREAK_RISK_EVERY_S", 3_600, minimum=1),
+        relay_outbox_every_s=_int(env, "REWARDS_RELAY_OUTBOX_EVERY_S", 5, minimum=1),
+        sweep_stale_tasks_every_s=_int(env, "REWARDS_SWEEP_STALE_TASKS_EVERY_S", 3_600, minimum=1),
+        stale_task_days=_int(env, "STALE_TASK_DAYS", 7, minimum=1),
+        streak_risk_hour=_int(env, "STREAK_RISK_HOUR", 20, minimum=0, maximum=23),
+        batch_size=_int(env, "REWARDS_MAINTENANCE_BATCH_SIZE", 500, minimum=1),
+        max_batches=_int(env, "REWARDS_MAINTENANCE_MAX_BATCHES", 200, minimum=1),
+        reconcile_lag_s=_int(env, "REWARDS_RECONCILE_LAG_S", 300, minimum=0),
+        relay_batch_size=_int(env, "REWARDS_RELAY_BATCH_SIZE", 100, minimum=1),
+        relay_budget_s=_int(env, "REWARDS_RELAY_BUDGET_S", 20, minimum=1),
+        relay_backoff_s_max=_int(env, "REWARDS_RELAY_BACKOFF_S_MAX", 600, minimum=1),
+        update_leaderboards_every_s=_int(env, "REWARDS_UPDATE_LEADERBOARDS_EVERY_S", 5, minimum=1),
         # Keys de-duplicate events for a day or two (streak_risk:{partner}:{day});
         # delivered rows must outlive that, so a replayed run cannot re-emit.
-        outbox_retention_days=_int("REWARDS_OUTBOX_RETENTION_DAYS", 7, minimum=2),
+        outbox_retention_days=_int(env, "REWARDS_OUTBOX_RETENTION_DAYS", 7, minimum=2),
         # Empty means unset for these (compose passes every variable, set or not).
-        events_sink=os.environ.get("REWARDS_EVENTS_SINK", "").strip() or "queue",
-        events_broker_url=os.environ.get("REWARDS_EVENTS_BROKER_URL", "").strip() or broker_url,
-        webhook_url=os.environ.get("REWARDS_WEBHOOK_URL", "").strip() or None,
-        webhook_secret=os.environ.get("REWARDS_WEBHOOK_SECRET", "").strip() or None,
-        webhook_timeout_s=_int("REWARDS_WEBHOOK_TIMEOUT_S", 5, minimum=1),
+        events_sink=env.get("REWARDS_EVENTS_SINK", "").strip() or "queue",
+        events_broker_url=env.get("REWARDS_EVENTS_BROKER_URL", "").strip() or broker_url,
+        webhook_url=env.get("REWARDS_WEBHOOK_URL", "").strip() or None,
+        webhook_secret=env.get("REWARDS_WEBHOOK_SECRET", "").strip() or None,
+        webhook_timeout_s=_int(env, "REWARDS_WEBHOOK_TIMEOUT_S", 5, minimum=1),
     )
 
 
-def load() -> Settings:
-    """Read every setting from the environment; raise ConfigError naming the bad one."""
-    broker_url = _text("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+def default_visibility_timeout_s(task_time_limit_s: int, retry_backoff_s_max: int) -> int:
+    """Redis's redelivery window: twice the longest a worker holds a message unacknowledged.
+
+    A worker holds a message for at most one job run (the hard time limit) or
+    one retry countdown (the backoff cap; retries are re-published, each with
+    a countdown of its own). Doubling it leaves room for a message that waits
+    behind another prefetched one; a redelivery that still comes early is a
+    `duplicate`, while one that comes late is minutes of a caller waiting for
+    a dead worker's jobs. With the defaults (60 s, 30 s): 180 s.
+    """
+    return 2 * (task_time_limit_s + retry_backoff_s_max)
+
+
+def _dead_letter_url(env: Mapping[str, str], broker_url: str) -> str | None:
+    # The broker's Redis by default: if it is down, no job is running anyway.
+    explicit = env.get("REWARDS_DEAD_LETTER_URL", "").strip()
+    if explicit:
+        if not explicit.startswith(("redis://", "rediss://")):
+            raise ConfigError(f"REWARDS_DEAD_LETTER_URL must be a redis:// URL, got {explicit!r}")
+        return explicit
+    if broker_url.startswith(("redis://", "rediss://")):
+        return broker_url
+    result_backend = env.get("CELERY_RESULT_BACKEND", "")
+    return result_backend if result_backend.startswith(("redis://", "rediss://")) else None
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Read every setting from `env` (the process environment by default); ConfigError names a bad one."""
+    env = os.environ if env is None else env
+    broker_url = _text(env, "CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+    task_time_limit_s = _int(env, "REWARDS_TASK_TIME_LIMIT_S", 60, minimum=1)
+    retry_backoff_s_max = _int(env, "REWARDS_RETRY_BACKOFF_S_MAX", 30, minimum=1)
     policy = Policy(
-        checkin_xp=_int("CHECKIN_XP", 10, minimum=1),
-        streak_bonus_xp=_int("STREAK_BONUS_XP", 150, minimum=0),
-        streak_bonus_period_days=_int("STREAK_BONUS_PERIOD_DAYS", 7, minimum=1),
-        pro_xp_multiplier=_int("PRO_XP_MULTIPLIER", 5, minimum=1),
+        checkin_xp=_int(env, "CHECKIN_XP", 10, minimum=1),
+        streak_bonus_xp=_int(env, "STREAK_BONUS_XP", 150, minimum=0),
+        streak_bonus_period_days=_int(env, "STREAK_BONUS_PERIOD_DAYS", 7, minimum=1),
+        pro_xp_multiplier=_int(env, "PRO_XP_MULTIPLIER", 5, minimum=1),
+        # A job this many local days before the partner's latest check-in is
+        # still applied (later days re-priced); an older one is `too_late`.
+        late_window_days=_int(env, "REWARDS_LATE_WINDOW_DAYS", 7, minimum=0, maximum=366),
     )
     settings = Settings(
-        database_url=_text("REWARDS_DATABASE_URL", "sqlite:///rewards.sqlite3"),
+        database_url=_text(env, "REWARDS_DATABASE_URL", "sqlite:///rewards.sqlite3"),
         broker_url=broker_url,
-        result_backend=_text("CELERY_RESULT_BACKEND", "redis://127.0.0.1:6379/1"),
+        result_backend=_text(env, "CELERY_RESULT_BACKEND", "redis://127.0.0.1:6379/1"),
         policy=policy,
-        statement_timeout_ms=_int("REWARDS_STATEMENT_TIMEOUT_MS", 5_000, minimum=1),
-        lock_timeout_ms=_int("REWARDS_LOCK_TIMEOUT_MS", 2_000, minimum=1),
-        job_max_retries=_int("REWARDS_JOB_MAX_RETRIES", 5, minimum=0),
-        retry_backoff_s_max=_int("REWARDS_RETRY_BACKOFF_S_MAX", 30, minimum=1),
-        future_tolerance_s=_int("REWARDS_FUTURE_TOLERANCE_S", 300, minimum=0),
-        visibility_timeout_s=_int("CELERY_VISIBILITY_TIMEOUT_S", 3_600, minimum=1),
-        task_time_limit_s=_int("REWARDS_TASK_TIME_LIMIT_S", 60, minimum=1),
-        broker_folder=os.environ.get("REWARDS_BROKER_FOLDER") or None,
+        statement_timeout_ms=_int(env, "REWARDS_STATEMENT_TIMEOUT_MS", 5_000, minimum=1),
+        lock_timeout_ms=_int(env, "REWARDS_LOCK_TIMEOUT_MS", 2_000, minimum=1),
+        retry_horizon_s=_int(env, "REWARDS_RETRY_HORIZON_S", 3_600, minimum=0),
+        retry_backoff_s_max=retry_backoff_s_max,
+        connect_timeout_s=_int(env, "REWARDS_CONNECT_TIMEOUT_S", 5, minimum=1),
+        future_tolerance_s=_int(env, "REWARDS_FUTURE_TOLERANCE_S", 300, minimum=0),
+        visibility_timeout_s=_int(env, "CELERY_VISIBILITY_TIMEOUT_S",
+                                  default_visibility_timeout_s(task_time_limit_s, retry_backoff_s_max),
+                                  minimum=1),
+        task_time_limit_s=task_time_limit_s,
+        broker_folder=env.get("REWARDS_BROKER_FOLDER") or None,
+        dead_letter_url=_dead_letter_url(env, broker_url),
         # The task catalogue file; unset means the one shipped as rewards/catalog.toml.
-        catalog_path=os.environ.get("REWARDS_CATALOG_PATH", "").strip() or None,
-        maintenance=_load_maintenance(broker_url),
-        flower_unsafe_no_auth=_flag("REWARDS_FLOWER_UNSAFE_NO_AUTH", False),
+        catalog_path=env.get("REWARDS_CATALOG_PATH", "").strip() or None,
+        maintenance=_load_maintenance(env, broker_url),
+        flower_unsafe_no_auth=_flag(env, "REWARDS_FLOWER_UNSAFE_NO_AUTH", False),
+        redis_url=env.get("REWARDS_REDIS_URL", "").strip() or None,
+        batch_max=_int(env, "REWARDS_BATCH_MAX", 500, minimum=1, maximum=MAX_BATCH_CHECKINS),
     )
     _check_consistent(settings)
     if settings.broker_url.startswith("filesystem://") and not settings.broker_folder:
@@ -168,12 +218,17 @@ def _check_consistent(settings: Settings) -> None:
     # Redis redelivers any message still unacknowledged after the visibility
     # timeout, even one a live worker is running; a retry delay or a job that
     # runs longer than it would be delivered twice on purpose.
-    longest_hold_s = max(settings.retry_backoff_s_max, settings.task_time_limit_s)
+    longest_hold_s = settings.retry_backoff_s_max + settings.task_time_limit_s
     if settings.visibility_timeout_s <= longest_hold_s:
         raise ConfigError(
             f"CELERY_VISIBILITY_TIMEOUT_S ({settings.visibility_timeout_s}) must exceed "
-            f"REWARDS_RETRY_BACKOFF_S_MAX and REWARDS_TASK_TIME_LIMIT_S ({longest_hold_s})"
+            f"REWARDS_RETRY_BACKOFF_S_MAX + REWARDS_TASK_TIME_LIMIT_S ({longest_hold_s})"
         )
+    # A connection attempt must end well inside a job's time limit, so a job
+    # waiting on a dead server retries instead of being killed.
+    if settings.connect_timeout_s >= settings.task_time_limit_s:
+        raise ConfigError(f"REWARDS_CONNECT_TIMEOUT_S ({settings.connect_timeout_s}) must stay below "
+                          f"REWARDS_TASK_TIME_LIMIT_S ({settings.task_time_limit_s})")
     _check_maintenance(settings.maintenance, settings.task_time_limit_s)
 
 
@@ -210,20 +265,43 @@ def get() -> Settings:
     return load()
 
 
+# The embedded broker's folders under REWARDS_BROKER_FOLDER (rewards.transport).
+BROKER_FOLDERS = ("queue", "control", "claimed", "quarantine")
+
+
+def broker_transport(settings: Settings, broker_url: str | None = None) -> str | None:
+    """The transport class for the broker, or None for the one its URL names.
+
+    `filesystem://` is served by rewards.transport, which never exposes a
+    half-written message; producers and workers must both use it.
+    """
+    if (broker_url or settings.broker_url).startswith("filesystem://"):
+        return "rewards.transport:Transport"
+    return None
+
+
 def broker_transport_options(settings: Settings, broker_url: str | None = None) -> dict:
     """Transport options for the broker (the configured one by default), shared by workers and producers."""
     if (broker_url or settings.broker_url).startswith("filesystem://"):
         # The embedded broker: one folder of message files that every process
-        # reads and writes, and a control folder so `inspect` works.
+        # reads and writes, and a control folder so `inspect` works; see
+        # ensure_broker_folders.
         folder = Path(settings.broker_folder)
-        for sub in ("queue", "control"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
         return {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "control_folder": str(folder / "control"),
+            # A message a consumer is reading, and a file it could not parse.
+            "claim_folder": str(folder / "claimed"),
+            "quarantine_folder": str(folder / "quarantine"),
             "polling_interval": 0.05,
         }
+    if (broker_url or settings.broker_url).startswith(("amqp://", "amqps://", "pyamqp://")):
+        # RabbitMQ: a send returns only once the broker has the message
+        # (publisher confirms); queues are durable and messages persistent,
+        # and a dead worker's unacknowledged messages come back the moment
+        # its connection drops, with no visibility timeout to wait out.
+        return {"confirm_publish": True}
     return {
         # Redis redelivers a message not acknowledged within this window; it
         # exceeds the longest job and every retry delay (see _check_consistent).
@@ -233,3 +311,10 @@ def broker_transport_options(settings: Settings, broker_url: str | None = None) 
         "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 2)),
         "unacked_restore_throttle": 1,
     }
+
+
+def ensure_broker_folders(settings: Settings, broker_url: str | None = None) -> None:
+    """Create the embedded broker's folders if it is the broker in use (producers and workers call this)."""
+    if (broker_url or settings.broker_url).startswith("filesystem://"):
+        for sub in BROKER_FOLDERS:
+            (Path(settings.broker_folder) / sub).mkdir(parents=True, exist_ok=True)

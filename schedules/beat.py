@@ -4,7 +4,7 @@ Every interval comes from settings (REWARDS_*_EVERY_S). Every job runs on the
 `maintenance` queue, and a message not started within its own interval
 expires: if workers were down for a day, they find one run of each job
 waiting, not a day's backlog of them. Overlapping runs are harmless anyway:
-each job holds an advisory lock (rewards.maintenance).
+each job holds an advisory lock (schedules/runner.py).
 
 A new job is one more row here and one task in workers/maintenance.py.
 """
@@ -14,9 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from rewards import contract
-from rewards import settings as settings_module
-
-_every = settings_module.get().maintenance
+from rewards.settings import MaintenanceSettings
 
 
 def _every_s(task_name: str, interval_s: int) -> dict[str, Any]:
@@ -27,12 +25,16 @@ def _every_s(task_name: str, interval_s: int) -> dict[str, Any]:
     }
 
 
-BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
-    # job                      task                                    every (default)
-    "expire-streaks": _every_s(contract.MAINTENANCE_EXPIRE_STREAKS, _every.expire_streaks_every_s),  # 1 h
-    "streak-risk": _every_s(contract.MAINTENANCE_STREAK_RISK, _every.streak_risk_every_s),           # 1 h
-    "reconcile": _every_s(contract.MAINTENANCE_RECONCILE, _every.reconcile_every_s),                 # 1 day
-    "relay-outbox": _every_s(contract.MAINTENANCE_RELAY_OUTBOX, _every.relay_outbox_every_s),        # 5 s
-    "sweep-stale-tasks": _every_s(contract.MAINTENANCE_SWEEP_STALE_TASKS,
-                                  _every.sweep_stale_tasks_every_s),                                # 1 h
-}
+def beat_schedule(every: MaintenanceSettings) -> dict[str, dict[str, Any]]:
+    """The schedule for these settings; celeryconfig hands it to beat."""
+    return {
+        # job                task                                    every (default)
+        "expire-streaks": _every_s(contract.MAINTENANCE_EXPIRE_STREAKS, every.expire_streaks_every_s),  # 1 h
+        "streak-risk": _every_s(contract.MAINTENANCE_STREAK_RISK, every.streak_risk_every_s),           # 1 h
+        "reconcile": _every_s(contract.MAINTENANCE_RECONCILE, every.reconcile_every_s),                 # 1 day
+        "relay-outbox": _every_s(contract.MAINTENANCE_RELAY_OUTBOX, every.relay_outbox_every_s),        # 5 s
+        "sweep-stale-tasks": _every_s(contract.MAINTENANCE_SWEEP_STALE_TASKS,
+                                      every.sweep_stale_tasks_every_s),                                # 1 h
+        "update-leaderboards": _every_s(contract.MAINTENANCE_UPDATE_LEADERBOARDS,
+                                        every.update_leaderboards_every_s),                            # 5 s
+    }

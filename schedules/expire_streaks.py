@@ -18,9 +18,12 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, insert, tuple_, update
 
-from rewards import contract, outbox, streaks
-from rewards.maintenance import Summary, run_exclusively
+from rewards import contract
+from rewards.contract import keys
+from rewards.ledger import outbox
 from rewards.models import audit_event, partner
+from schedules import live_streaks
+from schedules.runner import Summary, run_exclusively
 
 JOB = contract.MAINTENANCE_EXPIRE_STREAKS
 
@@ -35,12 +38,12 @@ def _expire(engine: Engine, now: datetime, batch_size: int, max_batches: int, su
     # No time zone is more than a day ahead of UTC, so nobody's local
     # yesterday is later than UTC's today: a streak whose last check-in is on
     # or after it is alive everywhere and needs no look.
-    streaks.in_batches(engine, summary, now=now, last_day_before=now.date(), batch_size=batch_size,
+    live_streaks.in_batches(engine, summary, now=now, last_day_before=now.date(), batch_size=batch_size,
                        max_batches=max_batches,
                        handle=lambda conn, standings: _reset_lost(conn, standings, now))
 
 
-def _reset_lost(conn: Connection, standings: list[streaks.Standing], now: datetime) -> int:
+def _reset_lost(conn: Connection, standings: list[live_streaks.Standing], now: datetime) -> int:
     lost = {s.partner.id: s for s in standings if not s.alive}
     if not lost:
         return 0
@@ -59,13 +62,14 @@ def _reset_lost(conn: Connection, standings: list[streaks.Standing], now: dateti
         ])
     outbox.emit_many(conn, [
         outbox.Event(outbox.STREAK_LOST, partner_id, payload,
-                     key=f"streak_lost:{partner_id}:{payload['last_checkin_day']}")
+                     key=keys.key(keys.STREAK_LOST_EVENT, partner_id=partner_id,
+                                  day=payload["last_checkin_day"]))
         for partner_id, payload in payloads.items()
     ], now=now)
     return len(reset)
 
 
-def _lost_payload(standing: streaks.Standing) -> dict:
+def _lost_payload(standing: live_streaks.Standing) -> dict:
     last_day: date = standing.partner.last_checkin_day
     return {
         "lost_streak": standing.partner.checkin_streak,

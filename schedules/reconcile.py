@@ -23,11 +23,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, TextClause, bindparam, func, select, text
 
-from rewards import contract, db, ledger, outbox
+from rewards import contract, db
+from rewards.contract import keys
 from rewards.db import insert_on_conflict
+from rewards.ledger import balance, outbox
 from rewards.logs import log_event
-from rewards.maintenance import Summary, run_exclusively
 from rewards.models import maintenance_checkpoint, xp_ledger
+from schedules.runner import Summary, run_exclusively
 
 JOB = contract.MAINTENANCE_RECONCILE
 logger = logging.getLogger("rewards.maintenance")
@@ -44,6 +46,15 @@ class Check:
 
 def _check(name: str, description: str, sql: str) -> Check:
     return Check(name, description, text(sql).bindparams(bindparam("ids", expanding=True)))
+
+
+_CHECKIN_KEY = keys.sql(keys.CHECKIN, partner_id="c.partner_id", day="c.day")
+_STREAK_BONUS_KEY = keys.sql(keys.STREAK_BONUS, partner_id="c.partner_id", day="c.day")
+_TASK_KEY = keys.sql(keys.TASK, partner_id="t.partner_id", task_id="t.task_id", attempt="t.attempt")
+# LIKE patterns: every correction of a day, of an attempt.
+_CHECKIN_CORRECTIONS = keys.sql(keys.CHECKIN_CORRECTION, partner_id="c.partner_id", day="c.day")
+_TASK_CORRECTIONS = keys.sql(keys.TASK_CORRECTION, partner_id="t.partner_id", task_id="t.task_id",
+                             attempt="t.attempt")
 
 
 CHECKS: tuple[Check, ...] = (
@@ -65,18 +76,23 @@ CHECKS: tuple[Check, ...] = (
             FROM xp_ledger WHERE partner_id IN :ids) chain
         WHERE balance_after <> previous_balance_after + amount
     """),
-    _check("checkin_paid_once", "each check-in's ledger rows add up to what it granted, once", r"""
-        SELECT c.partner_id, c.day, c.xp_granted, COALESCE(SUM(l.amount), 0) AS ledger_sum,
-               COUNT(l.id) AS ledger_rows
+    _check("checkin_paid_once", "each check-in paid once; with its corrections it adds up to its price", f"""
+        SELECT c.partner_id, c.day, c.xp_granted, c.xp_shortfall, COALESCE(SUM(l.amount), 0) AS ledger_sum,
+               SUM(CASE WHEN l.entry_type = 'checkin' THEN 1 ELSE 0 END) AS payments,
+               SUM(CASE WHEN l.entry_type = 'streak_bonus' THEN 1 ELSE 0 END) AS bonuses
         FROM checkin c
         LEFT JOIN xp_ledger l ON l.partner_id = c.partner_id
-            AND l.entry_type IN ('checkin', 'streak_bonus')
-            AND (l.idempotency_key = 'checkin' || '\:' || c.partner_id || '\:' || c.day
-                 OR l.idempotency_key = 'checkin' || '\:' || c.partner_id || '\:' || c.day || '\:bonus')
+            AND (l.idempotency_key IN ({_CHECKIN_KEY}, {_STREAK_BONUS_KEY})
+                 OR (l.entry_type = 'correction' AND l.idempotency_key LIKE {_CHECKIN_CORRECTIONS}))
         WHERE c.partner_id IN :ids
-        GROUP BY c.partner_id, c.day, c.xp_granted, c.bonus_xp
-        HAVING COALESCE(SUM(l.amount), 0) <> c.xp_granted
-            OR COUNT(l.id) <> (CASE WHEN c.bonus_xp > 0 THEN 2 ELSE 1 END)
+        GROUP BY c.partner_id, c.day, c.xp_granted, c.xp_shortfall
+        HAVING COALESCE(SUM(l.amount), 0) <> c.xp_granted + c.xp_shortfall
+            OR SUM(CASE WHEN l.entry_type = 'checkin' THEN 1 ELSE 0 END) <> 1
+            OR SUM(CASE WHEN l.entry_type = 'streak_bonus' THEN 1 ELSE 0 END) > 1
+    """),
+    _check("correction_shortfall", "a re-priced day took back less than it should: the balance was short", """
+        SELECT partner_id, day, xp_granted, xp_shortfall FROM checkin
+        WHERE partner_id IN :ids AND xp_shortfall > 0
     """),
     _check("no_negative_balance_or_zero_amount", "xp and balances are never negative, amounts never 0", """
         SELECT id AS partner_id, 'partner.xp' AS field, id AS row_id, xp AS value
@@ -92,14 +108,26 @@ CHECKS: tuple[Check, ...] = (
         WHERE p.id IN :ids
           AND p.referral_count <> (SELECT COUNT(*) FROM referral r WHERE r.referrer_id = p.id)
     """),
-    _check("task_paid_once", "each completed task attempt was paid exactly once, and only those", """
-        SELECT t.partner_id, t.task_id, t.attempt, t.status, COUNT(l.id) AS ledger_rows
+    _check("task_paid_once", "each completed attempt paid once, with its corrections adding up to its price", f"""
+        SELECT t.partner_id, t.task_id, t.attempt, t.status, t.xp_granted, COALESCE(SUM(l.amount), 0) AS ledger_sum,
+               SUM(CASE WHEN l.entry_type = 'task_reward' THEN 1 ELSE 0 END) AS payments
         FROM partner_task t
-        LEFT JOIN xp_ledger l ON l.partner_id = t.partner_id AND l.entry_type = 'task_reward'
-            AND l.idempotency_key = 'task:' || t.partner_id || ':' || t.task_id || ':' || t.attempt
+        LEFT JOIN xp_ledger l ON l.partner_id = t.partner_id
+            AND ((l.entry_type = 'task_reward' AND l.idempotency_key = {_TASK_KEY})
+                 OR (l.entry_type = 'correction' AND l.idempotency_key LIKE {_TASK_CORRECTIONS}))
         WHERE t.partner_id IN :ids
-        GROUP BY t.partner_id, t.task_id, t.attempt, t.status
-        HAVING COUNT(l.id) <> (CASE WHEN t.status = 'COMPLETED' THEN 1 ELSE 0 END)
+        GROUP BY t.partner_id, t.task_id, t.attempt, t.status, t.xp_granted
+        HAVING COALESCE(SUM(CASE WHEN l.entry_type = 'task_reward' THEN 1 ELSE 0 END), 0)
+                   <> (CASE WHEN t.status = 'COMPLETED' THEN 1 ELSE 0 END)
+            OR COALESCE(SUM(l.amount), 0) <> COALESCE(t.xp_granted, 0)
+    """),
+    _check("correction_belongs", "every correction re-prices a check-in or a completed attempt of its partner", f"""
+        SELECT l.partner_id, l.id AS ledger_id, l.idempotency_key FROM xp_ledger l
+        WHERE l.partner_id IN :ids AND l.entry_type = 'correction'
+          AND NOT EXISTS (SELECT 1 FROM checkin c WHERE c.partner_id = l.partner_id
+                          AND l.idempotency_key LIKE {_CHECKIN_CORRECTIONS})
+          AND NOT EXISTS (SELECT 1 FROM partner_task t WHERE t.partner_id = l.partner_id
+                          AND t.status = 'COMPLETED' AND l.idempotency_key LIKE {_TASK_CORRECTIONS})
     """),
 )
 
@@ -162,7 +190,7 @@ def _mismatches(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
 
 def _record(conn: Connection, found: list[dict[str, Any]], now: datetime, summary: Summary) -> None:
     for mismatch in found:
-        ledger.audit(conn, outbox.RECONCILIATION_MISMATCH, mismatch["partner_id"], mismatch, now)
+        balance.audit(conn, outbox.RECONCILIATION_MISMATCH, mismatch["partner_id"], mismatch, now)
         log_event(logger, logging.ERROR, outbox.RECONCILIATION_MISMATCH, check=mismatch["check"],
                   partner_id=mismatch["partner_id"],
                   **{name: value for name, value in mismatch["details"].items()})

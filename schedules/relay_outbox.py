@@ -20,10 +20,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
-from rewards import contract, outbox
-from rewards.maintenance import Summary, run_exclusively
-from rewards.outbox import Message
-from rewards.sinks import DeliveryError, Sink
+from rewards import contract
+from rewards.ledger import outbox
+from rewards.ledger.outbox import Message
+from schedules.runner import Summary, run_exclusively
+from schedules.sinks import DeliveryError, Sink
 
 JOB = contract.MAINTENANCE_RELAY_OUTBOX
 

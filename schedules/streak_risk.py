@@ -12,8 +12,11 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Engine
 
-from rewards import contract, outbox, streaks
-from rewards.maintenance import Summary, run_exclusively
+from rewards import contract
+from rewards.contract import keys
+from rewards.ledger import outbox
+from schedules import live_streaks
+from schedules.runner import Summary, run_exclusively
 
 JOB = contract.MAINTENANCE_STREAK_RISK
 
@@ -29,22 +32,22 @@ def _warn(engine: Engine, now: datetime, batch_size: int, risk_hour: int, max_ba
           summary: Summary) -> None:
     # No time zone is more than a day ahead of UTC: anyone who checked in on
     # UTC's tomorrow has already checked in on their local today.
-    def notify(conn, standings: list[streaks.Standing]) -> int:
+    def notify(conn, standings: list[live_streaks.Standing]) -> int:
         events = [_notice(s) for s in standings if _at_risk(s, risk_hour)]
         return len(outbox.emit_many(conn, events, now=now))
 
-    streaks.in_batches(engine, summary, now=now, last_day_before=now.date() + timedelta(days=1),
+    live_streaks.in_batches(engine, summary, now=now, last_day_before=now.date() + timedelta(days=1),
                        batch_size=batch_size, max_batches=max_batches, handle=notify)
 
 
-def _at_risk(standing: streaks.Standing, risk_hour: int) -> bool:
+def _at_risk(standing: live_streaks.Standing, risk_hour: int) -> bool:
     """Alive, no check-in yet in the local today, and late enough in it to say so."""
     return (standing.alive
             and standing.partner.last_checkin_day < standing.local_today
             and standing.local_now.hour >= risk_hour)
 
 
-def _notice(standing: streaks.Standing) -> outbox.Event:
+def _notice(standing: live_streaks.Standing) -> outbox.Event:
     row = standing.partner
     local_midnight = datetime.combine(standing.local_today + timedelta(days=1), datetime.min.time(),
                                       tzinfo=standing.local_now.tzinfo)
@@ -60,4 +63,4 @@ def _notice(standing: streaks.Standing) -> outbox.Event:
                              - standing.local_now.astimezone(timezone.utc)).total_seconds() // 60),
         # A PRO partner already living on this week's freeze has no second one.
         "on_freeze": (standing.local_today - row.last_checkin_day).days == 2,
-    }, key=f"streak_risk:{row.id}:{standing.local_today.isoformat()}")
+    }, key=keys.key(keys.STREAK_RISK_EVENT, partner_id=row.id, day=standing.local_today))

@@ -13,9 +13,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, insert, select, tuple_, update
 
-from rewards import contract, outbox
-from rewards.maintenance import Summary, run_exclusively
+from rewards import contract
+from rewards.contract import keys
+from rewards.ledger import outbox
 from rewards.models import audit_event, partner_task
+from schedules.runner import Summary, run_exclusively
 
 JOB = contract.MAINTENANCE_SWEEP_STALE_TASKS
 
@@ -67,6 +69,7 @@ def _record(conn, expired, now: datetime) -> None:
     ])
     outbox.emit_many(conn, [
         outbox.Event(outbox.TASK_EXPIRED, p["partner_id"], p,
-                     key=f"task_expired:{p['partner_id']}:{p['task_id']}:{p['attempt']}")
+                     key=keys.key(keys.TASK_EXPIRED_EVENT, partner_id=p["partner_id"],
+                                  task_id=p["task_id"], attempt=p["attempt"]))
         for p in payloads
     ], now=now)

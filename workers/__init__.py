@@ -1,6 +1,8 @@
 """The Celery application: `celery -A workers worker -Q checkins,claims,maintenance`."""
 
-from celery import Celery
+from celery import Celery, signals
+
+from rewards import settings
 
 app = Celery("rewards", include=[
     "workers.checkin", "workers.partner", "workers.task", "workers.referral", "workers.adjust",
@@ -12,5 +14,11 @@ app.config_from_object("celeryconfig")
 from workers import flower_guard  # noqa: E402
 
 flower_guard.install_if_running_flower()
+
+
+@signals.celeryd_init.connect
+def _prepare_broker(**_) -> None:
+    """The embedded broker's folders exist before the worker consumes from them."""
+    settings.ensure_broker_folders(settings.get())
 
 __all__ = ["app"]

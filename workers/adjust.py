@@ -3,9 +3,9 @@
 from datetime import datetime
 
 from rewards import contract
-from rewards.adjustments import apply_adjustment
-from rewards.jobs import AdjustmentJob
-from rewards.outcome import Outcome
+from rewards.contract.payloads import AdjustmentJob
+from rewards.contract.results import Outcome
+from rewards.ledger.adjustments import apply_adjustment
 from workers import app
 from workers.base import LedgerTask
 

@@ -4,17 +4,11 @@ from datetime import datetime, timedelta
 
 from rewards import catalog, contract
 from rewards import settings as settings_module
-from rewards.jobs import TaskClaimJob, TaskStartJob
-from rewards.outcome import Outcome
-from rewards.tasks import apply_task_claim, apply_task_start
+from rewards.contract.payloads import TaskClaimJob, TaskStartJob
+from rewards.contract.results import Outcome
+from rewards.ledger.quests import apply_task_claim, apply_task_start
 from workers import app
 from workers.base import LedgerTask
-
-# The worker imports this module as it starts: a bad catalogue entry raises
-# CatalogError here, naming the entry and field, and start-up stops. (Celery
-# logs and swallows exceptions raised in signal handlers such as worker_init,
-# so the check cannot live in one.)
-CATALOG = catalog.get()
 
 
 def _future_tolerance() -> timedelta:
@@ -23,10 +17,10 @@ def _future_tolerance() -> timedelta:
 
 @app.task(name=contract.TASK_START, base=LedgerTask, payload_model=TaskStartJob)
 def start_task(conn, job: TaskStartJob, now: datetime) -> Outcome:
-    return apply_task_start(conn, job, CATALOG, now=now, future_tolerance=_future_tolerance())
+    return apply_task_start(conn, job, catalog.get(), now=now, future_tolerance=_future_tolerance())
 
 
 @app.task(name=contract.TASK_CLAIM, base=LedgerTask, payload_model=TaskClaimJob)
 def claim_task(conn, job: TaskClaimJob, now: datetime) -> Outcome:
-    return apply_task_claim(conn, job, CATALOG, settings_module.get().policy, now=now,
+    return apply_task_claim(conn, job, catalog.get(), settings_module.get().policy, now=now,
                             future_tolerance=_future_tolerance())

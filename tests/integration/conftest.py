@@ -12,30 +12,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from celery.contrib.testing.worker import start_worker
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from rewards import contract, db
-from rewards import settings as settings_module
 from rewards.client import RewardsClient
-from tests.invariants import assert_invariants
+from tests.support.database import (
+    flush_leaderboards,
+    flush_redis_test_databases,
+    truncate_tables,
+)
+from tests.support.invariants import assert_invariants
 from workers import app
-
-TABLES = ("outbox", "partner_badge", "streak_freeze", "maintenance_checkpoint",
-          "job_failure", "audit_event", "xp_ledger", "adjustment", "referral", "partner_task",
-          "checkin", "partner")
-RESULT_TIMEOUT_S = 60
-
-
-def flush_redis_test_databases() -> None:
-    current = settings_module.get()
-    for url in (current.broker_url, current.result_backend):
-        redis.Redis.from_url(url).flushdb()
-
-
-def truncate_tables(conn: Connection) -> None:
-    conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture(scope="session")
@@ -66,21 +54,7 @@ def clean_database() -> Iterator[None]:
     """Every integration test starts empty and ends with DESIGN.md section 5's invariants holding."""
     with db.transaction() as connection:
         truncate_tables(connection)
+    flush_leaderboards()
     yield
     with db.get_engine().connect() as connection:
         assert_invariants(connection)
-
-
-def run(client: RewardsClient, task_name: str, **kwargs: Any) -> dict[str, Any]:
-    """Send one job through the broker and wait for its JSON result."""
-    return client.send(task_name, **kwargs).get(timeout=RESULT_TIMEOUT_S)
-
-
-def run_all(client: RewardsClient, jobs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Send every job at once, then collect the results in sending order."""
-    sent = [client.send(name, **kwargs) for name, kwargs in jobs]
-    return [result.get(timeout=RESULT_TIMEOUT_S) for result in sent]
-
-
-def partner_row(conn: Connection, partner_id: int):
-    return conn.execute(text("SELECT * FROM partner WHERE id = :id"), {"id": partner_id}).one()

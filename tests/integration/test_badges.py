@@ -3,9 +3,9 @@
 from datetime import date, timedelta
 
 from rewards import contract
-from rewards.badges import badges_of
-from tests.integration.conftest import run_all
-from tests.integration.streak_helpers import checkin, events, noon
+from rewards.ledger.badges import badges_of
+from tests.support.jobs import run_all
+from tests.support.streaks import checkin, events, noon
 
 START = date(2026, 3, 1)
 

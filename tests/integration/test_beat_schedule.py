@@ -1,9 +1,11 @@
 """The beat schedule: every maintenance job on it, on the maintenance queue, as a registered task."""
 
 import celeryconfig
-from rewards import contract
-from schedules.beat import BEAT_SCHEDULE
+from rewards import contract, settings
+from schedules.beat import beat_schedule
 from workers import app
+
+BEAT_SCHEDULE = beat_schedule(settings.get().maintenance)
 
 
 def registered_maintenance_tasks() -> set[str]:
@@ -33,9 +35,10 @@ def test_the_designs_intervals_are_the_defaults():
         contract.MAINTENANCE_RECONCILE: 86_400.0,
         contract.MAINTENANCE_RELAY_OUTBOX: 5.0,
         contract.MAINTENANCE_SWEEP_STALE_TASKS: 3_600.0,
+        contract.MAINTENANCE_UPDATE_LEADERBOARDS: 5.0,
     }
 
 
 def test_celery_beat_reads_this_table():
-    assert celeryconfig.beat_schedule is BEAT_SCHEDULE
+    assert celeryconfig.beat_schedule == BEAT_SCHEDULE
     assert app.conf.beat_schedule == BEAT_SCHEDULE

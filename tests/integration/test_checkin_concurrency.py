@@ -6,7 +6,8 @@ from sqlalchemy import text
 
 from rewards import contract
 from rewards.rules import Policy, checkin_reward
-from tests.integration.conftest import partner_row, run, run_all
+from tests.support.database import partner_row
+from tests.support.jobs import run, run_all
 
 START = datetime(2026, 2, 1, 8, 0, tzinfo=timezone.utc)
 

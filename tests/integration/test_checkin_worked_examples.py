@@ -5,7 +5,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import text
 
 from rewards import contract
-from tests.integration.conftest import partner_row, run
+from tests.support.database import partner_row
+from tests.support.jobs import run
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 

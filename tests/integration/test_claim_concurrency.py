@@ -1,8 +1,8 @@
 """Many deliveries at once: one claim pays, one referral counts, one adjustment applies."""
 
 from rewards import contract
-from tests.integration.conftest import partner_row, run_all
-from tests.integration.helpers import at, count, refer_friends, start
+from tests.support.database import count, partner_row
+from tests.support.jobs import at, refer_friends, run_all, start
 
 
 def test_a_hundred_concurrent_claims_of_one_started_task_pay_once(client, conn):

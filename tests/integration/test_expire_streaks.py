@@ -4,10 +4,11 @@ import threading
 from datetime import date, datetime, timedelta, timezone
 
 from rewards import contract, db
-from rewards.maintenance import LOCK_HELD
 from schedules import expire_streaks
-from tests.integration.conftest import partner_row, run
-from tests.integration.streak_helpers import checkin, events, set_partner
+from schedules.runner import LOCK_HELD
+from tests.support.database import partner_row
+from tests.support.jobs import run
+from tests.support.streaks import checkin, events, set_partner
 
 UTC = timezone.utc
 FRIDAY, SATURDAY = date(2026, 1, 9), date(2026, 1, 10)   # ISO week 2026-W02

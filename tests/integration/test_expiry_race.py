@@ -4,12 +4,12 @@ import threading
 from datetime import date, datetime, time, timedelta, timezone
 
 from rewards import db
-from rewards.checkins import apply_checkin
-from rewards.jobs import CheckinJob
+from rewards.contract.payloads import CheckinJob
+from rewards.ledger.checkins import apply_checkin
 from rewards.models import utcnow
 from rewards.rules import Policy
 from schedules import expire_streaks
-from tests.integration.conftest import partner_row
+from tests.support.database import partner_row
 
 UTC = timezone.utc
 TODAY = date(2026, 2, 10)

@@ -1,7 +1,8 @@
 """Partner updates: last write by occurred_at wins, field by field."""
 
 from rewards import contract
-from tests.integration.conftest import partner_row, run
+from tests.support.database import partner_row
+from tests.support.jobs import run
 
 T1, T2, T3 = "2026-08-01T10:00:00+00:00", "2026-08-02T10:00:00+00:00", "2026-08-03T10:00:00+00:00"
 

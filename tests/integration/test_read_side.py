@@ -5,7 +5,16 @@ from datetime import date, datetime
 import pytest
 
 from rewards import queries
-from tests.integration.helpers import START, adjust, at, checkin, claim, make_pro, refer_friends, start
+from tests.support.jobs import (
+    START,
+    adjust,
+    at,
+    checkin,
+    claim,
+    make_pro,
+    refer_friends,
+    start,
+)
 
 
 def claim_instant(days: float) -> datetime:
@@ -89,16 +98,15 @@ def test_the_streak_calendar_marks_checkins_misses_and_the_seventh_day(client, c
     assert [entry.day.day for entry in days.values() if entry.milestone] == [8]
 
 
-def test_the_xp_leaderboard_breaks_ties_by_who_reached_the_score_first(client, conn):
+def test_the_xp_leaderboard_breaks_ties_by_who_reached_the_score_first_then_by_id(client, conn):
     adjust(client, 750, 200, "a")
-    adjust(client, 751, 100, "b")
-    adjust(client, 752, 100, "c")
-    adjust(client, 751, 20, "d")
-    adjust(client, 751, -20, "e")   # 751 is back at 100, but reached it after 752 did
-    adjust(client, 753, 100, "f")
+    for partner_id, second_day in ((751, 1), (752, 1 - 1 / 24), (753, 1)):  # 752: an hour earlier
+        checkin(client, partner_id, 0)
+        checkin(client, partner_id, second_day)
+    # 751 and 753 reached 20 XP in the same minute: the lower id leads.
     board = queries.leaderboard(conn, "xp", limit=10)
     assert [(row.rank, row.partner_id, row.score) for row in board] == [
-        (1, 750, 200), (2, 752, 100), (3, 751, 100), (4, 753, 100)]
+        (1, 750, 200), (2, 752, 20), (3, 751, 20), (4, 753, 20)]
     assert [row.partner_id for row in queries.leaderboard(conn, "xp", limit=2)] == [750, 752]
 
 

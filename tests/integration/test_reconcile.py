@@ -6,17 +6,19 @@ autouse fixture's own invariant check sees a clean database.
 
 import logging
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import text
 
-from rewards import cli, contract, db
-from rewards.maintenance import LOCK_HELD
+from rewards import contract, db
+from rewards.cli import main as cli
 from rewards.models import utcnow
 from schedules import reconcile
-from tests.integration.conftest import run, truncate_tables
-from tests.integration.streak_helpers import checkin, events
+from schedules.runner import LOCK_HELD
+from tests.support.database import truncate_tables
+from tests.support.jobs import run
+from tests.support.streaks import checkin, events
 
 START = date(2026, 4, 1)
 
@@ -125,10 +127,36 @@ def test_the_reconcile_job_runs_on_the_worker(client, conn, corrupted):
 
 
 def test_a_referral_count_edited_by_hand_is_reported(client, conn, corrupted):
-    from tests.integration.helpers import refer
+    from tests.support.jobs import refer
 
     refer(client, 95, 96)
     with db.transaction() as connection:
         connection.execute(text("UPDATE partner SET referral_count = 5 WHERE id = 95"))
     summary = reconcile_now(full=True)
     assert [(m["check"], m["partner_id"]) for m in summary.details["found"]] == [("referral_count_matches", 95)]
+
+
+def late_history(client, partner_id: int) -> None:
+    """Days 1-3 and 5-11, then day 4 late, then a PRO change for day 9 on: corrections of both kinds."""
+    for offset in [0, 1, 2] + list(range(4, 11)):
+        checkin(client, partner_id, START + timedelta(days=offset))
+    checkin(client, partner_id, START + timedelta(days=3))
+    result = run(client, contract.PARTNER_UPDATE, partner_id=partner_id, pro_until="2030-01-01T00:00:00+00:00",
+                 occurred_at=datetime(2026, 4, 9, tzinfo=timezone.utc).isoformat())
+    assert result["corrections"]
+
+
+def test_a_database_full_of_corrections_reconciles_with_zero_mismatches(client, conn):
+    for partner_id in (95, 96, 97):
+        late_history(client, partner_id)
+    assert conn.execute(text("SELECT COUNT(*) FROM xp_ledger WHERE entry_type = 'correction'")).scalar() >= 9
+    summary = reconcile_now(full=True)
+    assert (summary.examined, summary.details["mismatches"]) == (3, 0)
+
+
+def test_a_tampered_correction_row_is_found(client, conn, corrupted):
+    late_history(client, 98)
+    conn.execute(text("UPDATE xp_ledger SET base_amount = base_amount + 10, amount = amount + 10 "
+                      "WHERE id = (SELECT MIN(id) FROM xp_ledger WHERE partner_id = 98 AND entry_type = 'correction')"))
+    found = {m["check"] for m in reconcile_now(full=True).details["found"]}
+    assert {"checkin_paid_once", "balance_matches_ledger"} <= found

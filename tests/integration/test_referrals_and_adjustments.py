@@ -2,8 +2,8 @@
 
 from sqlalchemy import text
 
-from tests.integration.conftest import partner_row
-from tests.integration.helpers import adjust, count, refer
+from tests.support.database import count, partner_row
+from tests.support.jobs import adjust, refer
 
 
 def test_a_referral_creates_both_partners_and_counts_for_the_referrer(client, conn):

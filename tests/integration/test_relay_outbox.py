@@ -13,13 +13,14 @@ import pytest
 from kombu import Connection
 from sqlalchemy import text
 
-from rewards import contract, db, outbox
+from rewards import contract, db
 from rewards import settings as settings_module
-from rewards.sinks import EVENTS_QUEUE_NAME, WebhookSink, verify
+from rewards.ledger import outbox
 from schedules import relay_outbox
 from schedules.relay_outbox import Limits
-from tests.integration.conftest import run
-from tests.integration.streak_helpers import checkin
+from schedules.sinks import EVENTS_QUEUE_NAME, WebhookSink, verify
+from tests.support.jobs import run
+from tests.support.streaks import checkin
 
 SECRET = "test-webhook-secret-0123456789"
 T = datetime(2026, 6, 1, 12, tzinfo=timezone.utc)

@@ -10,7 +10,7 @@ import time
 from sqlalchemy import text
 
 from rewards import contract, db
-from tests.integration.conftest import RESULT_TIMEOUT_S, run
+from tests.support.jobs import RESULT_TIMEOUT_S, run
 
 AT = "2026-07-01T10:00:00+00:00"
 

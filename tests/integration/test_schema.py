@@ -49,10 +49,13 @@ def test_a_ledger_amount_must_be_base_times_multiplier(partner_51):
 
 
 def test_an_idempotency_key_is_applied_at_most_once(partner_51):
-    assert not rejected_by_database(insert(xp_ledger), ledger_row())
-    assert rejected_by_database(insert(xp_ledger), ledger_row(balance_after=10))
-    with db.transaction() as conn:  # leave the balance consistent with its ledger
+    granted = ledger_row(entry_type="adjustment", idempotency_key="adjustment:k1")
+    assert not rejected_by_database(insert(xp_ledger), granted)
+    assert rejected_by_database(insert(xp_ledger), granted | {"balance_after": 10})
+    with db.transaction() as conn:  # leave the balance and the adjustment consistent with the ledger
         conn.execute(text("UPDATE partner SET xp = 5 WHERE id = 51"))
+        conn.execute(text("INSERT INTO adjustment (request_id, partner_id, amount, reason, status, created_at)"
+                          " VALUES ('k1', 51, 5, 'test', 'applied', :t)"), {"t": NOW})
 
 
 def test_a_checkin_day_is_a_key(partner_51):

@@ -4,8 +4,8 @@ from datetime import date, timedelta
 
 from sqlalchemy import text
 
-from tests.integration.conftest import partner_row
-from tests.integration.streak_helpers import checkin, events, set_partner
+from tests.support.database import partner_row
+from tests.support.streaks import checkin, events, set_partner
 
 MONDAY = date(2026, 1, 5)   # ISO week 2026-W02 runs Monday 5 to Sunday 11 January
 

@@ -4,8 +4,8 @@ from datetime import date, datetime, timezone
 
 from rewards import contract, db
 from schedules import streak_risk
-from tests.integration.conftest import run
-from tests.integration.streak_helpers import checkin, events, set_partner
+from tests.support.jobs import run
+from tests.support.streaks import checkin, events, set_partner
 
 UTC = timezone.utc
 MONDAY, TUESDAY = date(2026, 1, 12), date(2026, 1, 13)

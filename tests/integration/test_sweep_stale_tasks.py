@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from rewards import db
 from schedules import sweep_stale_tasks
-from tests.integration.helpers import START, claim, start
+from tests.support.jobs import START, claim, start
 
 STALE_AFTER_DAYS = 7
 

@@ -2,8 +2,16 @@
 
 from sqlalchemy import text
 
-from tests.integration.conftest import partner_row
-from tests.integration.helpers import adjust, checkin, claim, count, make_pro, refer, refer_friends, start
+from tests.support.database import count, partner_row
+from tests.support.jobs import (
+    adjust,
+    checkin,
+    claim,
+    make_pro,
+    refer,
+    refer_friends,
+    start,
+)
 
 
 def test_the_reference_audit_example_pays_a_pro_partner_2500_xp_for_three_friends(client, conn):

@@ -1,7 +1,8 @@
 """Days are calendar days in the partner's IANA time zone, DST included."""
 
 from rewards import contract
-from tests.integration.conftest import partner_row, run
+from tests.support.database import partner_row
+from tests.support.jobs import run
 
 
 def set_zone(client, partner_id: int, zone: str, at: str = "2026-01-01T00:00:00+00:00") -> None:

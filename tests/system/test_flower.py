@@ -39,7 +39,7 @@ from sqlalchemy import text
 
 from rewards import contract, db
 from rewards.client import RewardsClient
-from tests.invariants import assert_invariants
+from tests.support.invariants import assert_invariants
 
 pytestmark = pytest.mark.system
 

@@ -19,7 +19,7 @@ from flower.options import default_options as flower_options
 
 from rewards import contract
 from rewards import settings as settings_module
-from rewards.cli import build_parser
+from rewards.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -67,11 +67,14 @@ def settings_variables() -> set[str]:
     readers = {"_text", "_int", "_flag", "get", "getenv"}
     names = set()
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
-                and isinstance(node.args[0].value, str)):
-            called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-            if called in readers and node.args[0].value.isupper():
-                names.add(node.args[0].value)
+        if not isinstance(node, ast.Call):
+            continue
+        called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        # The name is the first string argument: _int(env, "NAME", …), env.get("NAME").
+        name = next((arg.value for arg in node.args[:2]
+                     if isinstance(arg, ast.Constant) and isinstance(arg.value, str)), "")
+        if called in readers and name.isupper():
+            names.add(name)
     return names
 
 

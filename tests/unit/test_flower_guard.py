@@ -3,8 +3,11 @@
 import pytest
 
 from rewards import settings
-from workers.flower_guard import (MALFORMED_BASIC_AUTH_MESSAGE, MISSING_AUTH_MESSAGE,
-                                  authentication_problem)
+from workers.flower_guard import (
+    MALFORMED_BASIC_AUTH_MESSAGE,
+    MISSING_AUTH_MESSAGE,
+    authentication_problem,
+)
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,14 @@
 import pytest
 from pydantic import ValidationError
 
-from rewards.jobs import AdjustmentJob, CheckinJob, PartnerUpdateJob, ReferralJob, TaskClaimJob, describe_errors
+from rewards.contract.payloads import (
+    AdjustmentJob,
+    CheckinJob,
+    PartnerUpdateJob,
+    ReferralJob,
+    TaskClaimJob,
+    describe_errors,
+)
 
 AT = "2026-11-24T09:30:00+00:00"
 
@@ -99,3 +106,37 @@ def test_a_referral_names_both_partners():
 def test_a_malformed_adjustment_names_the_field(changes, field, fragment):
     payload = {"partner_id": 1, "amount": -50, "reason": "chargeback", "request_id": "r-1", **changes}
     assert fragment in problems(AdjustmentJob, payload)[field]
+
+
+@pytest.mark.parametrize("instant", ["2000-01-01T00:00:00+00:00", "2026-11-24T09:30+01:00",
+                                     "2026-11-24T09:30:00.123456Z", "2200-01-01T00:00:00Z"])
+def test_instants_inside_the_accepted_range_and_profile_parse(instant):
+    assert CheckinJob.model_validate({"partner_id": 1, "occurred_at": instant}).occurred_at.tzinfo is not None
+
+
+@pytest.mark.parametrize(("instant", "fragment"), [
+    ("1999-12-31T23:59:59+00:00", "outside 2000-01-01"),
+    ("2000-01-01T00:30:00+01:00", "outside 2000-01-01"),     # 1999-12-31T23:30Z
+    ("2200-01-01T00:00:01+00:00", "outside"),
+    ("9999-12-31T23:59:59-14:00", "not a valid date and time"),
+    ("2026-02-30T09:30:00+00:00", "not a valid date and time"),
+    ("2026-11-24 09:30:00+00:00", "not an ISO-8601 timestamp"),
+    ("2026-11-24T09:30:00\x00+00:00", "not an ISO-8601 timestamp"),
+    ("２０２６-11-24T09:30:00+00:00", "not an ISO-8601 timestamp"),
+])
+def test_instants_outside_the_range_or_the_profile_are_refused(instant, fragment):
+    assert fragment in problems(CheckinJob, {"partner_id": 1, "occurred_at": instant})["occurred_at"]
+
+
+@pytest.mark.parametrize("field", ["reason", "request_id"])
+@pytest.mark.parametrize(("bad", "fragment"), [("a\x00b", "U+0000"), ("tab\there", "U+0009"),
+                                               ("lone \ud800", "valid string")])
+def test_adjustment_text_refuses_control_characters_and_lone_surrogates(field, bad, fragment):
+    payload = {"partner_id": 1, "amount": 5, "reason": "ok", "request_id": "r-1", field: bad}
+    assert fragment in problems(AdjustmentJob, payload)[field]
+
+
+def test_an_unprintable_extra_key_is_named_quoted_and_cut():
+    found = problems(CheckinJob, {"partner_id": 1, "occurred_at": AT, "k\x00" + "y" * 100: 1})
+    (field,) = found
+    assert field.startswith("'k\\x00yyy") and len(field) < 80

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rewards.outbox import retry_delay_s
+from rewards.ledger.outbox import retry_delay_s
 from rewards.rules import (
     Policy,
     badge_reached,

@@ -1,4 +1,4 @@
-from rewards.tables import render
+from rewards.cli.tables import render
 
 
 def test_numbers_are_right_aligned_with_separators_and_text_left_aligned():

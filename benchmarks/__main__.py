@@ -1,0 +1,182 @@
+"""`make bench`: every throughput figure of the check-in path, side by side, in one run.
+
+    make bench                                # BENCH_JOBS=4000
+    BENCH_JOBS=10000 make bench
+    BENCH_SOAK=200000 make bench              # also worker RSS over a long run
+    BENCH_PATHS=batched,direct make bench     # only some rows, while working on one path
+
+Rows, all in check-ins (or no-op messages) per second, each on an emptied
+database and the bench's own Redis numbers:
+
+- noop: Celery's `celery.ping` drained by the production worker (events on,
+  results stored);
+- per_job: `rewards.checkin`, one check-in per message, the same worker;
+  per_job_ff: the same, sent with ignore_result (fire and forget);
+- batched: `rewards.checkin.batch`, BENCH_BATCH check-ins per message;
+- direct: the check-in function without a broker, at its best process count;
+- sql_limit: pgbench replaying the engine's own per-check-in SQL, at its best
+  client count.
+
+After each engine run the database is checked (every check-in applied once,
+the invariants, a full reconcile); the exit status is 1 if any check failed.
+Figures are noisy on a shared machine; the ratios of one run are what count.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from benchmarks import checks, direct, latency, soak, sql_limit, workload
+from benchmarks.worker import Worker, command, shown
+from rewards import contract
+from rewards.cli.tables import render
+from rewards.client import RewardsClient
+
+DIRECT_PROCESSES = (1, 2, 4)
+LATENCY_DURATION_S = 10
+
+
+class Bench:
+    def __init__(self, count: int, batch_size: int) -> None:
+        self.count = count
+        self.batch_size = batch_size
+        self.client = RewardsClient()
+        self.rows: list[list[object]] = []
+        self.rates: dict[str, float] = {}
+        self.failures: list[str] = []
+        self.notes: list[str] = []
+
+    def record(self, name: str, checkins: int, messages: int, per_s: float, how: str) -> None:
+        self.rates[name] = per_s
+        self.rows.append([name, checkins, messages, round(per_s), how])
+        print(f"  {name}: {per_s:,.0f}/s", flush=True)
+
+    def check(self, name: str, expected: int) -> None:
+        found = checks.problems(expected)
+        self.failures.extend(f"{name}: {problem}" for problem in found)
+        if found:
+            print(f"  {name}: CHECK FAILED: {'; '.join(found)}", flush=True)
+
+    def drained(self, name: str, messages: int, checkins: int, enqueue) -> None:
+        checks.reset()
+        print(f"{name}: enqueueing {messages:,} messages…", flush=True)
+        enqueue()
+        with Worker("checkins") as worker:
+            drain = worker.drain(messages, checkins)
+        self.record(name, checkins, messages, drain.per_s, "worker")
+        if name == "per_job":
+            self.notes.append(f"worker RSS during per_job: {drain.rss_before_kib / 1024:.1f} MiB after "
+                              f"10% of the queue, {drain.rss_after_kib / 1024:.1f} MiB at the end")
+
+    def noop(self) -> None:
+        def enqueue():
+            for _ in range(self.count):
+                self.client.app.send_task("celery.ping", queue=contract.QUEUE_CHECKINS)
+        self.drained("noop", self.count, self.count, enqueue)
+
+    def per_job(self, name: str, ignore_result: bool) -> None:
+        payloads = workload.checkins(self.count)
+
+        def enqueue():
+            for payload in payloads:
+                self.client.checkin(payload["partner_id"], payload["occurred_at"], ignore_result=ignore_result)
+        self.drained(name, self.count, self.count, enqueue)
+        self.check(name, self.count)
+
+    def batched(self) -> None:
+        if not hasattr(contract, "CHECKIN_BATCH"):
+            self.notes.append("batched: rewards.checkin.batch does not exist in this version")
+            return
+        batches = workload.chunks(workload.checkins(self.count), self.batch_size)
+
+        def enqueue():
+            for batch in batches:
+                self.client.checkin_many(batch)
+        self.drained("batched", len(batches), self.count, enqueue)
+        self.check("batched", self.count)
+
+    def direct(self) -> None:
+        best, cpu_ms = None, None
+        for processes in DIRECT_PROCESSES:
+            checks.reset()
+            print(f"direct: {processes} process(es)…", flush=True)
+            result = direct.run(workload.checkins(self.count), processes)
+            print(f"  {result.per_s:,.0f}/s, {result.cpu_ms_per_checkin:.2f} ms CPU per check-in", flush=True)
+            self.check(f"direct x{processes}", self.count)
+            cpu_ms = result.cpu_ms_per_checkin if cpu_ms is None else cpu_ms
+            best = result if best is None or result.per_s > best.per_s else best
+        self.record("direct", self.count, 0, best.per_s, f"{best.processes} process(es)")
+        self.notes.append(f"client CPU per check-in (direct, 1 process): {cpu_ms:.2f} ms")
+
+    def sql_limit(self) -> None:
+        print("sql_limit: pgbench…", flush=True)
+        result = sql_limit.run(max(self.count, 4_000) * 2, checks.reset)
+        self.record("sql_limit", result.transactions, 0, result.per_s, f"{result.clients} clients")
+        self.notes.append(f"sql_limit: {result.statements} statements per check-in; {result.command}")
+
+    def latency(self) -> None:
+        per_s = self.rates["per_job"] / 2
+        checks.reset()
+        print(f"latency: {per_s:,.0f} check-ins/s for {LATENCY_DURATION_S} s…", flush=True)
+        result = latency.measure(self.client, per_s, LATENCY_DURATION_S)
+        self.check("latency", result.jobs)
+        self.notes.append(f"enqueue-to-commit at {result.per_s:,.0f}/s (half per_job), {result.jobs:,} jobs: "
+                          f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms")
+
+    def soak(self, count: int) -> None:
+        checks.reset()
+        print(f"soak: {count:,} check-ins through the per-job worker…", flush=True)
+        result = soak.run(self.client, count)
+        self.check("soak", count)
+        self.notes.append(f"soak of {count:,} check-ins: worker RSS {result.rss_before_kib / 1024:.1f} MiB "
+                          f"after 10%, {result.rss_after_kib / 1024:.1f} MiB at the end "
+                          f"({result.growth:+.1%}; limit +{soak.GROWTH_MAX:.0%})")
+        if result.growth >= soak.GROWTH_MAX:
+            self.failures.append(f"soak: worker RSS grew {result.growth:.1%}")
+
+    def report(self) -> None:
+        print()
+        print(render(["path", "check-ins", "messages", "per second", "at"], self.rows,
+                     title=f"Check-in throughput, {os.cpu_count()} cores, one worker prefork x2"))
+        print(f"\nworker: {shown(command('checkins'))}")
+        for note in self.notes:
+            print(note)
+        for failure in self.failures:
+            print(f"FAILED {failure}")
+        rate = lambda name: self.rates.get(name, 0.0)  # noqa: E731
+        ratio = lambda a, b: rate(a) / rate(b) if rate(b) else 0.0  # noqa: E731
+        print(f"ratios: per_job/noop={ratio('per_job', 'noop'):.2f} "
+              f"batched/per_job={ratio('batched', 'per_job'):.2f} "
+              f"batched/direct={ratio('batched', 'direct'):.2f} "
+              f"direct/sql_limit={ratio('direct', 'sql_limit'):.2f}")
+
+
+PATHS = ("noop", "per_job", "per_job_ff", "batched", "direct", "sql_limit", "latency")
+
+
+def main() -> int:
+    bench = Bench(int(os.environ.get("BENCH_JOBS", "4000")), int(os.environ.get("BENCH_BATCH", "500")))
+    # BENCH_PATHS=batched,direct runs only those (the ratios then lack the others).
+    chosen = [name.strip() for name in os.environ.get("BENCH_PATHS", ",".join(PATHS)).split(",")]
+    runs = {"noop": bench.noop, "per_job": lambda: bench.per_job("per_job", ignore_result=False),
+            "per_job_ff": lambda: bench.per_job("per_job_ff", ignore_result=True),
+            "batched": bench.batched, "direct": bench.direct, "sql_limit": bench.sql_limit,
+            "latency": bench.latency}
+    try:
+        for name in chosen:
+            if name == "latency" and "per_job" not in bench.rates:
+                continue
+            runs[name]()
+        soak_count = int(os.environ.get("BENCH_SOAK", "0"))
+        if soak_count:
+            bench.soak(soak_count)
+        bench.report()
+    finally:
+        bench.client.close()
+        checks.reset()
+    return 1 if bench.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

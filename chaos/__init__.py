@@ -1,0 +1,1 @@
+"""The chaos harness: `make chaos` (python -m chaos); see chaos/run.py."""

@@ -1,0 +1,445 @@
+"""`make chaos`: a seeded fault run on servers of its own, checked against the reference model.
+
+    python -m chaos --broker redis --seed 1           # the full run (≥ 10,000 jobs)
+    python -m chaos --broker amqp --profile short     # the CI seed (tests/system/test_chaos.py)
+
+Two worker processes (prefork ×2) consume every queue while the run sends
+its day batches and, on a timeline of its own, SIGKILLs a pool child twice,
+SIGKILLs a worker's main process once (and starts it again), stops
+PostgreSQL, freezes it with SIGSTOP and restarts Redis. At the end every
+partner is compared with chaos.model and a table is printed; a failure
+prints the seed and the timeline, and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from chaos import servers, traffic
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+QUEUES = ("checkins", "claims", "maintenance")
+
+
+@dataclass(frozen=True)
+class Profile:
+    partners: int
+    days: int
+    pg_stop_s: float
+    pg_freeze_s: float
+    worker_env: dict
+    # When each fault starts, in seconds after the first batch is sent.
+    at_s: dict
+
+
+# Every check-in of a run must be inside the late window (days + 5 days ago
+# at the oldest, delivered in any order): a window of days + 10 covers it.
+PROFILES = {
+    "full": Profile(450, 20, 120, 60, {"REWARDS_LATE_WINDOW_DAYS": "30"}, {
+        "kill_child_1": 5, "redis_restart": 10, "pg_stop": 20, "kill_child_2": 150, "kill_main": 155,
+        "pg_freeze": 170}),
+    # Short limits so the CI run takes a couple of minutes: a 10 s hard limit
+    # (the freeze outlasts its 9 s soft limit), a 2 s backoff cap, and so a
+    # derived visibility timeout of 24 s.
+    "short": Profile(150, 10, 15, 12, {"REWARDS_LATE_WINDOW_DAYS": "20", "REWARDS_TASK_TIME_LIMIT_S": "10",
+                                     "REWARDS_RETRY_BACKOFF_S_MAX": "2", "REWARDS_CONNECT_TIMEOUT_S": "2", "REWARDS_RELAY_BUDGET_S": "2",
+                                     "REWARDS_WEBHOOK_TIMEOUT_S": "2", "REWARDS_STATEMENT_TIMEOUT_MS": "3000"}, {
+        "kill_child_1": 2, "redis_restart": 5, "pg_stop": 12, "kill_child_2": 28, "kill_main": 29,
+        "pg_freeze": 30}),
+}
+
+
+class Timeline:
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.lines: list[str] = []
+        self.last_fault_end_s = 0.0
+
+    def note(self, text: str, fault_end: bool = False) -> None:
+        at_s = time.monotonic() - self.started
+        if fault_end:
+            self.last_fault_end_s = at_s
+        self.lines.append(f"{at_s:8.1f} s  {text}")
+        print(f"[chaos] {at_s:7.1f} s  {text}", flush=True)
+
+
+class Worker:
+    def __init__(self, name: str, env: dict, folder: Path):
+        self.name, self.env, self.folder = name, env, folder
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = (self.folder / f"{self.name}.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", ",".join(QUEUES), "-c", "2",
+             "-P", "prefork", "-n", f"{self.name}@%h", "--loglevel=WARNING"],
+            cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def children(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
+
+    def kill_group(self, sig: int = signal.SIGKILL) -> None:
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            pass
+        self.process.wait(30)
+
+
+class Run:
+    def __init__(self, broker: str, seed: int, profile: Profile, folder: Path):
+        self.broker, self.seed, self.profile, self.folder = broker, seed, profile, folder
+        self.timeline = Timeline()
+        self.pg = servers.Postgres(folder)
+        self.redis = servers.Redis(folder)
+        self.vhost = servers.RabbitVhost(f"rewards_chaos_{os.getpid()}") if broker == "amqp" else None
+        self.workers: list[Worker] = []
+        self.kill_to_redelivery_s: float | None = None
+        self.in_flight: list[str] = []
+        self.traffic_done = False
+        self.faults_during_traffic = 0
+        # Jobs the broker lost, sent again by the producer; their results say
+        # whether the first message had run (duplicate) or not (applied).
+        self.resent: list[str] = []
+
+    # ---- servers and workers -------------------------------------------------
+    def env(self) -> dict:
+        broker_url = self.vhost.url if self.vhost else self.redis.url(0)
+        # Settings come from the profile alone: a caller's REWARDS_* or
+        # CELERY_* (a test suite's one-second retry horizon) must not leak in.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("REWARDS_", "CELERY_"))}
+        return inherited | self.profile.worker_env | {
+            "REWARDS_DATABASE_URL": self.pg.url, "CELERY_BROKER_URL": broker_url,
+            "CELERY_RESULT_BACKEND": self.redis.url(1), "REWARDS_DEAD_LETTER_URL": self.redis.url(2),
+        }
+
+    def start(self) -> None:
+        self.pg.init()
+        self.redis.start()
+        if self.vhost:
+            self.vhost.create()
+        for name in [k for k in os.environ if k.startswith(("REWARDS_", "CELERY_"))]:
+            del os.environ[name]
+        os.environ.update({k: v for k, v in self.env().items() if k.startswith(("REWARDS_", "CELERY_"))})
+        from rewards import db
+
+        db.upgrade()
+        self.workers = [Worker(name, self.env(), self.folder) for name in ("chaos-a", "chaos-b")]
+        for worker in self.workers:
+            worker.start()
+
+    def cleanup(self) -> None:
+        for worker in self.workers:
+            if worker.process and worker.process.poll() is None:
+                worker.kill_group(signal.SIGTERM)
+        self.pg.cleanup()
+        self.redis.cleanup()
+        if self.vhost:
+            self.vhost.cleanup()
+
+    # ---- faults ----------------------------------------------------------------
+    def faults(self, stop: threading.Event) -> None:
+        steps = sorted(self.profile.at_s.items(), key=lambda item: item[1])
+        for name, at_s in steps:
+            if stop.wait(max(0.0, at_s - (time.monotonic() - self.timeline.started))):
+                return
+            self.faults_during_traffic += not self.traffic_done
+            getattr(self, "_" + name.rstrip("_12"))()
+
+    def _kill_child(self) -> None:
+        worker = random.Random(self.seed + len(self.timeline.lines)).choice(self.workers)
+        deadline = time.monotonic() + 30
+        while not worker.children() and time.monotonic() < deadline:
+            time.sleep(0.2)  # a worker forks its pool as it starts
+        children = worker.children()
+        if not children:
+            raise RuntimeError(f"{worker.name} has no pool child to kill")
+        os.kill(children[0], signal.SIGKILL)
+        self.timeline.note(f"SIGKILL pool child {children[0]} of {worker.name}", fault_end=True)
+
+    def _kill_main(self) -> None:
+        worker = self.workers[0]
+        pending = self._unfinished()
+        deadline = time.monotonic() + 120
+        while len(pending) < 20 and time.monotonic() < deadline and not self.traffic_done:
+            time.sleep(0.1)  # kill it while it holds work, not between two batches
+            pending = self._unfinished()
+        applied_before = self.applied_count()
+        os.kill(worker.process.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        self.timeline.note(f"SIGKILL main process {worker.process.pid} of {worker.name} "
+                           f"({applied_before} check-ins applied so far, {len(pending)} jobs unfinished)")
+        worker.kill_group()  # its orphaned pool children go with it, as in a container kill
+        worker.start()
+        self.timeline.note(f"{worker.name} started again (pid {worker.process.pid})", fault_end=True)
+        threading.Thread(target=self._measure_redelivery, args=(killed_at, pending), daemon=True).start()
+
+    def _unfinished(self) -> list[str]:
+        in_flight = list(self.in_flight)
+        results = self.results(in_flight)
+        return [job_id for job_id in in_flight if results.get(job_id, {}).get("status") != "SUCCESS"]
+
+    def _measure_redelivery(self, killed_at: float, pending: list[str]) -> None:
+        """Seconds from the kill until every job unfinished at that moment has a SUCCESS result.
+
+        The killed worker's prefetched and running jobs are among them; they
+        are the last to finish, once the broker hands them out again.
+        """
+        while time.monotonic() - killed_at < 1_800:
+            results = self.results(pending)
+            if pending and all(results.get(job_id, {}).get("status") == "SUCCESS" for job_id in pending):
+                self.kill_to_redelivery_s = time.monotonic() - killed_at
+                self.timeline.note(f"every job unfinished at the SIGKILL is applied: "
+                                   f"{self.kill_to_redelivery_s:.1f} s after it")
+                return
+            time.sleep(0.5)
+
+    def _pg_stop(self) -> None:
+        self.pg.stop()
+        self.timeline.note(f"PostgreSQL stopped for {self.profile.pg_stop_s:g} s")
+        time.sleep(self.profile.pg_stop_s)
+        self.pg.start()
+        self.timeline.note("PostgreSQL started again", fault_end=True)
+
+    def _pg_freeze(self) -> None:
+        self.pg.signal_all(signal.SIGSTOP)
+        self.timeline.note(f"PostgreSQL frozen (SIGSTOP) for {self.profile.pg_freeze_s:g} s")
+        time.sleep(self.profile.pg_freeze_s)
+        self.pg.signal_all(signal.SIGCONT)
+        self.timeline.note("PostgreSQL resumed (SIGCONT)", fault_end=True)
+
+    def _redis_restart(self) -> None:
+        self.redis.stop()
+        self.timeline.note("Redis stopped (append-only file on)")
+        time.sleep(3)
+        self.redis.start()
+        self.timeline.note("Redis started again", fault_end=True)
+
+    # ---- observing ---------------------------------------------------------------
+    def _redis(self, db: int):
+        import redis
+
+        return redis.Redis(port=self.redis.port, db=db, socket_timeout=5)
+
+    def unacknowledged(self) -> int:
+        if self.vhost:
+            return 0  # RabbitMQ counts unacknowledged messages in queued()
+        try:
+            return self._redis(0).hlen("unacked")
+        except Exception:  # noqa: BLE001 - Redis may be the fault of the moment
+            return -1
+
+    def queued(self) -> int:
+        try:
+            if self.vhost:
+                return self.vhost.queued_messages(QUEUES)
+            return sum(self._redis(0).llen(queue) for queue in QUEUES)
+        except Exception:  # noqa: BLE001
+            return -1
+
+    def applied_count(self) -> int:
+        from sqlalchemy import text
+
+        from rewards import db
+
+        try:
+            with db.get_engine().connect() as conn:
+                return conn.execute(text("SELECT COUNT(*) FROM checkin")).scalar_one()
+        except Exception:  # noqa: BLE001 - PostgreSQL may be the fault of the moment
+            return -1
+
+    def results(self, job_ids: list[str]) -> dict[str, dict]:
+        try:
+            raw = self._redis(1).mget([f"celery-task-meta-{job_id}" for job_id in job_ids])
+        except Exception:  # noqa: BLE001
+            return {}
+        return {job_id: json.loads(value) for job_id, value in zip(job_ids, raw) if value}
+
+    # ---- traffic -----------------------------------------------------------------
+    def send_all(self, batches: list[list[traffic.Job]], drain_timeout_s: float) -> list[tuple[traffic.Job, str]]:
+        from rewards.client import RewardsClient
+
+        client = RewardsClient()
+        rng = random.Random(self.seed)
+        sent: list[tuple[traffic.Job, str]] = []
+        try:
+            for number, batch in enumerate(batches):
+                self.in_flight = []
+                ids = []
+                for job in traffic.deliveries(batch, rng):
+                    ids.append((job, self._send(client, job)))
+                    self.in_flight.append(ids[-1][1])
+                sent += ids
+                self._drain(client, ids, drain_timeout_s, f"batch {number}")
+        finally:
+            self.traffic_done = True
+            client.close()
+        return sent
+
+    def _send(self, client, job: traffic.Job, job_id: str | None = None) -> str:
+        # The producer's side of the contract: a send the broker did not take is sent again.
+        for _ in range(120):
+            try:
+                return client.send(job.name, job_id=job_id, **job.kwargs).id
+            except Exception:  # noqa: BLE001 - the broker may be the fault of the moment
+                time.sleep(0.5)
+        raise RuntimeError(f"the broker took no message for a minute: {job}")
+
+    def _drain(self, client, sent: list[tuple[traffic.Job, str]], timeout_s: float, what: str) -> None:
+        """Wait for every job's SUCCESS result; send again, once, what the broker lost (see RewardsClient.send)."""
+        deadline = time.monotonic() + timeout_s
+        idle_since = None
+        job_ids = [job_id for _, job_id in sent]
+        while time.monotonic() < deadline:
+            results = self.results(job_ids)
+            missing = [(job, job_id) for job, job_id in sent if results.get(job_id, {}).get("status") != "SUCCESS"]
+            if not missing:
+                return
+            broker_empty = self.queued() == 0 and self.unacknowledged() == 0
+            idle_since = (idle_since or time.monotonic()) if broker_empty else None
+            if idle_since and time.monotonic() - idle_since > 30:
+                if self.resent:
+                    self.timeline.note(f"{what}: {len(missing)} jobs without a SUCCESS result and nothing "
+                                       "left on the broker, after sending them again")
+                    return
+                self._send_again(client, missing, what)
+                idle_since = None
+            time.sleep(0.5)
+        self.timeline.note(f"{what}: gave up waiting after {timeout_s:g} s")
+
+    def _send_again(self, client, missing: list[tuple[traffic.Job, str]], what: str) -> None:
+        self.resent = [job_id for _, job_id in missing]
+        for job, job_id in missing:
+            self._send(client, job, job_id)
+        self.timeline.note(f"{what}: {len(missing)} jobs without a SUCCESS result and nothing left on the "
+                           f"broker: sent again under their ids ({', '.join(self.resent[:5])})")
+
+    def wait_for_faults_and_drain(self, fault_thread: threading.Thread, job_ids: list[str],
+                                  timeout_s: float) -> float:
+        """Seconds from the end of the last fault until every job has its result and the broker is empty."""
+        fault_thread.join()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            results = self.results(job_ids)
+            if (len(results) == len(job_ids) and self.queued() == 0 and self.unacknowledged() == 0
+                    and all(r["status"] in ("SUCCESS", "FAILURE") for r in results.values())):
+                break
+            time.sleep(0.5)
+        return max(0.0, time.monotonic() - self.timeline.started - self.timeline.last_fault_end_s)
+
+
+def resent_figures(run: Run, figures) -> str:
+    """How the jobs sent again came out: applied (the broker lost the message before it ran) or duplicate."""
+    results = run.results(run.resent)
+    statuses = Counter(r["result"]["status"] for r in results.values() if r["status"] == "SUCCESS")
+    return f"{len(run.resent)}: {statuses['applied']} / {statuses['duplicate']}"
+
+
+def report(run: Run, figures, drained_s: float, took_s: float) -> str:
+    rejected = ", ".join(f"{reason} {count:,}" for reason, count in sorted(figures.rejected.items())) or "0"
+    rows = [
+        ("broker / seed / profile", f"{run.broker} / {run.seed} / {run.profile_name}"),
+        ("jobs sent (unique)", f"{figures.sent:,} ({figures.unique:,})"),
+        ("applied", f"{figures.statuses['applied']:,}"),
+        ("duplicates", f"{figures.statuses['duplicate']:,}"),
+        ("rejected (by reason)", f"{figures.statuses['rejected']:,}: {rejected}"),
+        ("lost", figures.lost),
+        ("double-credited", figures.double_credited),
+        ("wrongly rejected", figures.wrongly_rejected),
+        ("wrongly applied", figures.wrongly_applied),
+        ("falsely failed", figures.falsely_failed),
+        ("stuck", figures.stuck),
+        ("lost by the broker, sent again: now applied / duplicate", resent_figures(run, figures)),
+        ("partners differing from the model", figures.partners_differing),
+        ("invariants held", "all" if not figures.invariants_broken else "BROKEN: " + "; ".join(figures.invariants_broken)),
+        ("SIGKILL of a worker to its jobs applied (s)",
+         "-" if run.kill_to_redelivery_s is None else f"{run.kill_to_redelivery_s:.1f}"),
+        ("last fault to fully drained (s)", f"{drained_s:.1f}"),
+        ("faults injected while jobs flowed", f"{run.faults_during_traffic} of {len(run.profile.at_s)}"),
+        ("whole run (s)", f"{took_s:.0f}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--broker", choices=("redis", "amqp"), default="redis")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    args = parser.parse_args(argv)
+    profile = PROFILES[args.profile]
+    with tempfile.TemporaryDirectory(prefix="rewards-chaos-") as folder:
+        run = Run(args.broker, args.seed, profile, Path(folder))
+        run.profile_name = args.profile
+        try:
+            return _execute(run, profile)
+        except BaseException:
+            _print_timeline(run)
+            raise
+        finally:
+            run.cleanup()
+
+
+def _execute(run: Run, profile: Profile) -> int:
+    from sqlalchemy import text
+
+    from chaos.check import compare
+    from rewards import db, deadletters
+
+    batches = traffic.plan(run.seed, profile.partners, profile.days)
+    run.start()
+    run.timeline = Timeline()
+    run.timeline.note(f"{sum(map(len, batches)):,} unique jobs in {len(batches)} batches; workers started")
+    stop = threading.Event()
+    fault_thread = threading.Thread(target=run.faults, args=(stop,), daemon=True)
+    fault_thread.start()
+    drain_timeout_s = 900 if profile is PROFILES["full"] else 300
+    sent = run.send_all(batches, drain_timeout_s)
+    run.timeline.note("every batch sent and drained")
+    drained_s = run.wait_for_faults_and_drain(fault_thread, [job_id for _, job_id in sent], drain_timeout_s)
+    run.timeline.note("broker empty after the last fault")
+    results = run.results([job_id for _, job_id in sent])
+    leftover = run.queued() + run.unacknowledged()
+    with db.get_engine().connect() as conn:
+        failure_rows = conn.execute(text("SELECT COUNT(*) FROM job_failure")).scalar_one()
+        dead = len(deadletters.pending(run.redis.url(2)))
+        figures = compare(conn, batches, sent, results, leftover, failure_rows, dead)
+    took_s = time.monotonic() - run.timeline.started
+    print("\n" + report(run, figures, drained_s, took_s))
+    if figures.ok() and run.faults_during_traffic == len(profile.at_s):
+        return 0
+    if figures.ok():
+        print(f"\nchaos run INCONCLUSIVE: only {run.faults_during_traffic} of {len(profile.at_s)} faults "
+              "came while jobs flowed; send more jobs (a larger profile)")
+        _print_timeline(run)
+        return 1
+    print(f"\nchaos run FAILED (replay: python -m chaos --broker {run.broker} --seed {run.seed} "
+          f"--profile {run.profile_name}); first differences:")
+    for example in figures.examples[:20]:
+        print("  " + example)
+    _print_timeline(run)
+    return 1
+
+
+def _print_timeline(run: Run) -> None:
+    print(f"\nseed {run.seed}, broker {run.broker}; timeline:")
+    print("\n".join(run.timeline.lines))
+    for worker in run.workers:
+        log = run.folder / f"{worker.name}.log"
+        if log.exists():
+            tail = log.read_text(errors="replace").splitlines()[-15:]
+            print(f"--- {worker.name} log (last lines):\n" + "\n".join(tail))

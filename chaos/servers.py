@@ -1,0 +1,152 @@
+"""The chaos run's own servers, in a temporary folder, on ports of their own.
+
+PostgreSQL (initdb + pg_ctl, run as the `postgres` user because PostgreSQL
+refuses root) and Redis (appendonly yes) are started here and can be
+stopped, frozen and restarted without touching the machine's shared
+servers. RabbitMQ is the machine's, with a vhost of the run's own, created
+and deleted with rabbitmqctl: a second RabbitMQ node is too heavy for a
+2-core machine, and a vhost isolates queues, exchanges and messages.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(what: str, ready, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not come up within {timeout_s:g} s")
+
+
+def _as_postgres() -> list[str]:
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+class Postgres:
+    def __init__(self, folder: Path):
+        self.bin = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1])
+        self.data = folder / "pgdata"
+        self.port = free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/rewards_chaos"
+        self.log = folder / "postgres.log"
+
+    def _run(self, *args: str) -> None:
+        subprocess.run(_as_postgres() + [str(self.bin / args[0]), *args[1:]], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def init(self) -> None:
+        self.data.parent.chmod(0o755)
+        self.data.mkdir(mode=0o700)
+        if os.geteuid() == 0:
+            shutil.chown(self.data, "postgres", "postgres")
+            self.log.touch()
+            shutil.chown(self.log, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.start()
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "rewards_chaos")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=on"
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def pids(self) -> list[int]:
+        """The postmaster and every backend: all of them must stop for the server to freeze."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout
+        return [postmaster, *map(int, children.split())]
+
+    def signal_all(self, sig: int) -> None:
+        for pid in self.pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def cleanup(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self.signal_all(signal.SIGCONT)
+            try:
+                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            except subprocess.CalledProcessError:
+                pass
+
+
+class Redis:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    def url(self, db: int) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        log = (self.folder / "redis.log").open("ab")
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+             "--appendonly", "yes", "--save", ""], stdout=log, stderr=subprocess.STDOUT)
+        _wait("Redis", self._ping)
+
+    def _ping(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        """A clean shutdown: the append-only file is written, queued jobs survive the restart."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(30)
+
+    def cleanup(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+class RabbitVhost:
+    def __init__(self, name: str):
+        self.name = name
+        self.url = f"amqp://guest:guest@127.0.0.1:5672/{name}"
+
+    def create(self) -> None:
+        subprocess.run(["rabbitmqctl", "add_vhost", self.name], check=True, capture_output=True)
+        subprocess.run(["rabbitmqctl", "set_permissions", "-p", self.name, "guest", ".*", ".*", ".*"],
+                       check=True, capture_output=True)
+
+    def queued_messages(self, queues: tuple[str, ...]) -> int:
+        """Ready plus unacknowledged messages in these queues of the vhost."""
+        out = subprocess.run(["rabbitmqctl", "list_queues", "-q", "-p", self.name, "name", "messages"],
+                             check=True, capture_output=True, text=True).stdout
+        total = 0
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit() and parts[0] in queues:
+                total += int(parts[1])
+        return total
+
+    def cleanup(self) -> None:
+        subprocess.run(["rabbitmqctl", "delete_vhost", self.name], capture_output=True)

@@ -1,0 +1,27 @@
+"""The short chaos seed, on Redis and on RabbitMQ: faults while jobs flow, nothing lost, stuck or falsely failed.
+
+`python -m chaos` starts its own PostgreSQL and Redis in a temporary folder
+(RabbitMQ: a vhost of its own) and two worker processes of its own, so it
+shares no server or queue with the rest of the suite. Its table and timeline
+are shown on failure.
+"""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.processes import REPO_ROOT
+
+pytestmark = pytest.mark.system
+
+
+@pytest.mark.parametrize("broker", ["redis", "amqp"])
+def test_the_short_chaos_seed_loses_nothing_and_matches_the_reference_model(broker):
+    finished = subprocess.run([sys.executable, "-m", "chaos", "--broker", broker, "--profile", "short",
+                               "--seed", "1"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    report = finished.stdout + finished.stderr
+    assert finished.returncode == 0, report
+    for figure in ("lost", "double-credited", "wrongly rejected", "falsely failed", "stuck"):
+        assert any(line.split() == [*figure.split(), "0"] for line in report.splitlines()), report
+    assert "faults injected while jobs flowed" in report and "6 of 6" in report, report
