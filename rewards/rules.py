@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 
@@ -56,6 +57,16 @@ def local_day(occurred_at: datetime, timezone: str) -> date:
 def is_pro(pro_until: datetime | None, at: datetime) -> bool:
     """PRO at instant `at` when `pro_until` is set and still ahead of it."""
     return pro_until is not None and at < pro_until
+
+
+def holds_at_same_instant(value: Any, other: Any) -> bool:
+    """Of two different values an update set at the very same instant, whether `value` holds.
+
+    The greater one does (a later PRO end, None meaning "not PRO" being the
+    least), whichever was processed first: the outcome must not depend on
+    arrival order, and for PRO it favours the partner.
+    """
+    return (value is not None, value) > (other is not None, other)
 
 
 def next_streak_days(previous_streak_days: int, last_checkin_day: date | None, day: date) -> int:

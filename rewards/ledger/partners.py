@@ -2,7 +2,8 @@
 
 Each field remembers when upstream set it, so an older update that arrives
 late does not overwrite a newer value, field by field, and a replay of the
-same update is a duplicate.
+same update is a duplicate. Two different values stamped the same instant
+settle by `rules.holds_at_same_instant`, never by which arrived first.
 
 A PRO change is also history (rewards.ledger.plans): even when a newer one
 already set the plan in force, an older change still decides PRO for the
@@ -24,6 +25,7 @@ from rewards.contract.payloads import PartnerUpdateJob
 from rewards.contract.results import SUPERSEDED, Outcome, PartnerUpdateResult, in_future
 from rewards.ledger import balance, plans, repricing
 from rewards.models import checkin, partner
+from rewards import rules
 from rewards.rules import Policy
 
 # The first check-in a PRO change at `since` could re-price (inside the window).
@@ -52,8 +54,8 @@ def apply_partner_update(conn: Connection, job: PartnerUpdateJob, policy: Policy
     changes: dict[str, Any] = {}
     superseded: list[str] = []
     for field, value in requested.items():
-        # A PRO change already in the history is a replay, even one a newer change superseded.
-        verdict = "replay" if field == "pro_until" and plan == "replay" else _verdict(
+        # The plan history has decided a PRO change at an instant it already holds.
+        verdict = plan if field == "pro_until" and plan in ("replay", "superseded") else _verdict(
             state, field, value, job.occurred_at)
         if verdict == "apply":
             changes[field] = value
@@ -75,7 +77,8 @@ def apply_partner_update(conn: Connection, job: PartnerUpdateJob, policy: Policy
         newer = {field: getattr(state, f"{field}_set_at").isoformat() for field in superseded}
         return Outcome.rejected(
             SUPERSEDED,
-            f"a newer update already set {', '.join(superseded)}; nothing changed",
+            f"a newer update, or another one stamped the same instant, already set {', '.join(superseded)};"
+            " nothing changed",
             key=key, partner_id=job.partner_id, set_at=newer,
         )
     return Outcome.duplicate(key, PartnerUpdateResult(
@@ -105,8 +108,12 @@ def _verdict(state: Row, field: str, value: Any, occurred_at: datetime) -> str:
     set_at = getattr(state, f"{field}_set_at")
     if set_at is None or occurred_at > set_at:
         return "apply"
-    if occurred_at == set_at and getattr(state, field) == value:
-        return "replay"
+    if occurred_at == set_at:
+        current = getattr(state, field)
+        if current == value:
+            return "replay"
+        if rules.holds_at_same_instant(value, current):
+            return "apply"
     return "superseded"
 
 

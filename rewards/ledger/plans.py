@@ -13,7 +13,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, bindparam, select
+from sqlalchemy import Connection, Row, bindparam, select, update
 
 from rewards import rules
 from rewards.db import insert_ignoring_conflicts
@@ -43,13 +43,20 @@ class PlanHistory:
 
 def record(conn: Connection, partner_id: int, occurred_at: datetime, pro_until: datetime | None,
            now: datetime) -> str:
-    """Add a change to the history: "new", "replay" (the same change again) or "conflict"
-    (another value at that very instant, which keeps the first)."""
+    """Add a change to the history: "new", "replay" (the same change again) or "superseded"
+    (another change stamped that very instant holds, by `rules.holds_at_same_instant`)."""
     params = {"partner_id": partner_id, "occurred_at": occurred_at, "pro_until": pro_until, "created_at": now}
     if conn.execute(_insert_change, params).first() is not None:
         return "new"
     recorded = conn.execute(_select_change, params).scalar_one()
-    return "replay" if recorded == pro_until else "conflict"
+    if recorded == pro_until:
+        return "replay"
+    if not rules.holds_at_same_instant(pro_until, recorded):
+        return "superseded"
+    conn.execute(update(plan_change).where(
+        plan_change.c.partner_id == partner_id, plan_change.c.occurred_at == occurred_at,
+    ).values(pro_until=pro_until))
+    return "new"
 
 
 def history(conn: Connection, partner_id: int) -> PlanHistory:

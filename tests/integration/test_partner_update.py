@@ -1,5 +1,7 @@
 """Partner updates: last write by occurred_at wins, field by field."""
 
+import pytest
+
 from rewards import contract
 from tests.support.database import partner_row
 from tests.support.jobs import run
@@ -42,3 +44,18 @@ def test_pro_ends_with_a_null_pro_until(client, conn):
     update(client, pro_until="2027-01-01T00:00:00+00:00", occurred_at=T1)
     assert update(client, pro_until=None, occurred_at=T3)["status"] == "applied"
     assert partner_row(conn, 41).pro_until is None
+
+
+@pytest.mark.parametrize("arrival", ["ending first", "granting first"])
+def test_two_pro_changes_stamped_the_same_instant_settle_the_same_in_either_order(client, conn, arrival):
+    """The later PRO end holds, whichever arrives first, and the check-in it covers is priced PRO."""
+    changes = [dict(pro_until=None), dict(pro_until="2026-08-03T00:00:00+00:00")]
+    if arrival == "granting first":
+        changes.reverse()
+    run(client, contract.CHECKIN, partner_id=41, occurred_at=T2)
+    first, second = (update(client, occurred_at=T1, **change) for change in changes)
+    assert first["status"] == "applied"
+    # A later grant replaces an ending at that instant; an ending after a grant loses to it.
+    assert second["status"] == ("applied" if arrival == "ending first" else "rejected")
+    row = partner_row(conn, 41)
+    assert (row.pro_until.isoformat(), row.xp) == ("2026-08-03T00:00:00+00:00", 50)

@@ -11,6 +11,7 @@ from rewards.rules import (
     Progress,
     action_progress,
     checkin_reward,
+    holds_at_same_instant,
     is_pro,
     local_day,
     next_streak_days,
@@ -100,6 +101,19 @@ def test_pro_is_decided_by_the_instant_against_pro_until():
     assert is_pro(until, until - timedelta(seconds=1))
     assert not is_pro(until, until)
     assert not is_pro(None, until)
+
+
+@pytest.mark.parametrize(("value", "other", "holds"), [
+    (datetime(2027, 1, 2, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC), True),
+    (datetime(2027, 1, 1, tzinfo=UTC), datetime(2027, 1, 2, tzinfo=UTC), False),
+    (datetime(2027, 1, 1, tzinfo=UTC), None, True),
+    (None, datetime(2027, 1, 1, tzinfo=UTC), False),
+    ("Europe/Berlin", "Asia/Tokyo", True),
+    ("Asia/Tokyo", "Europe/Berlin", False),
+])
+def test_of_two_values_set_at_the_same_instant_the_greater_holds(value, other, holds):
+    assert holds_at_same_instant(value, other) is holds
+    assert holds_at_same_instant(other, value) is not holds
 
 
 def test_policy_version_names_the_amounts():
