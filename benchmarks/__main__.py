@@ -156,9 +156,14 @@ PATHS = ("noop", "per_job", "per_job_ff", "batched", "direct", "sql_limit", "lat
 
 
 def main() -> int:
-    bench = Bench(int(os.environ.get("BENCH_JOBS", "4000")), int(os.environ.get("BENCH_BATCH", "500")))
     # BENCH_PATHS=batched,direct runs only those (the ratios then lack the others).
-    chosen = [name.strip() for name in os.environ.get("BENCH_PATHS", ",".join(PATHS)).split(",")]
+    # BENCH_PATHS= (empty) with BENCH_SOAK runs the soak alone.
+    chosen = [name.strip() for name in os.environ.get("BENCH_PATHS", ",".join(PATHS)).split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(PATHS))
+    if unknown:
+        print(f"BENCH_PATHS: unknown path(s) {', '.join(unknown)}; choose from {', '.join(PATHS)}", file=sys.stderr)
+        return 2
+    bench = Bench(int(os.environ.get("BENCH_JOBS", "4000")), int(os.environ.get("BENCH_BATCH", "500")))
     runs = {"noop": bench.noop, "per_job": lambda: bench.per_job("per_job", ignore_result=False),
             "per_job_ff": lambda: bench.per_job("per_job_ff", ignore_result=True),
             "batched": bench.batched, "direct": bench.direct, "sql_limit": bench.sql_limit,

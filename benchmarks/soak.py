@@ -35,13 +35,19 @@ def run(client: RewardsClient, count: int) -> Soak:
     before_kib = 0
     queue = broker()
     with Worker("checkins") as worker:
-        sent = 0
+        sent, next_report = 0, warm_at
+        started_s = time.perf_counter()
         while sent < count or worker.pending():
             if sent < count and queue.llen("checkins") < QUEUE_HIGH_WATER - REFILL:
                 for payload in payloads[sent:sent + REFILL]:
                     client.checkin(payload["partner_id"], payload["occurred_at"], ignore_result=True)
                 sent = min(count, sent + REFILL)
-            if not before_kib and sent - worker.pending() >= warm_at:
+            done = sent - worker.pending()
+            if not before_kib and done >= warm_at:
                 before_kib = worker.rss_kib()
+            if done >= next_report:
+                print(f"  soak: {done:,}/{count:,} check-ins, {done / (time.perf_counter() - started_s):,.0f}/s, "
+                      f"worker RSS {worker.rss_kib() / 1024:.1f} MiB", flush=True)
+                next_report += warm_at
             time.sleep(0.05)
         return Soak(count, before_kib, worker.rss_kib())
