@@ -135,6 +135,15 @@ def _create_partners(clients: int, per_client: int) -> None:
         """), {"stride": PARTNER_STRIDE, "clients": clients, "partners": partners_per_client})
 
 
+def _check_written(expected: int) -> None:
+    """Each pgbench transaction must have written its own check-in: a replay that wrote nothing is no limit."""
+    with db.get_engine().connect() as conn:
+        written = conn.execute(text("SELECT COUNT(*) FROM checkin")).scalar_one()
+    if written != expected:
+        raise RuntimeError(f"pgbench wrote {written} check-ins for {expected} transactions: "
+                           f"the captured script no longer replays a check-in")
+
+
 def _pgbench(script_path: str, clients: int, per_client: int) -> tuple[float, str]:
     url = make_url(settings_module.get().database_url)
     argv = [pgbench_path(), "-n", "-h", url.host or "127.0.0.1", "-p", str(url.port or 5432),
@@ -156,6 +165,7 @@ def run(transactions: int, reset) -> SqlLimit:
         per_client = max(1, transactions // clients)
         _create_partners(clients, per_client)
         tps, shown = _pgbench(file.name, clients, per_client)
+        _check_written(clients * per_client)
         if best is None or tps > best.per_s:
             best = SqlLimit(clients, clients * per_client, tps, shown, len(statements))
     reset()
