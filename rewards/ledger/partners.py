@@ -20,12 +20,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, select, update
 
+from rewards import rules
 from rewards.contract import keys
 from rewards.contract.payloads import PartnerUpdateJob
 from rewards.contract.results import SUPERSEDED, Outcome, PartnerUpdateResult, in_future
 from rewards.ledger import balance, plans, repricing
 from rewards.models import checkin, partner
-from rewards import rules
 from rewards.rules import Policy
 
 # The first check-in a PRO change at `since` could re-price (inside the window).
