@@ -137,19 +137,21 @@ class Bench:
 
     def report(self) -> None:
         print()
-        print(render(["path", "check-ins", "messages", "per second", "at"], self.rows,
-                     title=f"Check-in throughput, {os.cpu_count()} cores, one worker prefork x2"))
-        print(f"\nworker: {shown(command('checkins'))}")
+        if self.rows:  # none when the soak runs alone
+            print(render(["path", "check-ins", "messages", "per second", "at"], self.rows,
+                         title=f"Check-in throughput, {os.cpu_count()} cores, one worker prefork x2"))
+            print(f"\nworker: {shown(command('checkins'))}")
         for note in self.notes:
             print(note)
         for failure in self.failures:
             print(f"FAILED {failure}")
-        rate = lambda name: self.rates.get(name, 0.0)  # noqa: E731
-        ratio = lambda a, b: rate(a) / rate(b) if rate(b) else 0.0  # noqa: E731
-        print(f"ratios: per_job/noop={ratio('per_job', 'noop'):.2f} "
-              f"batched/per_job={ratio('batched', 'per_job'):.2f} "
-              f"batched/direct={ratio('batched', 'direct'):.2f} "
-              f"direct/sql_limit={ratio('direct', 'sql_limit'):.2f}")
+        if self.rows:
+            rate = lambda name: self.rates.get(name, 0.0)  # noqa: E731
+            ratio = lambda a, b: rate(a) / rate(b) if rate(b) else 0.0  # noqa: E731
+            print(f"ratios: per_job/noop={ratio('per_job', 'noop'):.2f} "
+                  f"batched/per_job={ratio('batched', 'per_job'):.2f} "
+                  f"batched/direct={ratio('batched', 'direct'):.2f} "
+                  f"direct/sql_limit={ratio('direct', 'sql_limit'):.2f}")
 
 
 PATHS = ("noop", "per_job", "per_job_ff", "batched", "direct", "sql_limit", "latency")
