@@ -37,7 +37,7 @@ from rewards import settings as settings_module
 from rewards.contract.payloads import Job, validate_job
 from rewards.contract.results import INVALID_PAYLOAD, REJECTED, Outcome
 from rewards.ledger import balance
-from rewards.ledger.failures import record_failure
+from rewards.ledger.failures import record_failure, sanitise
 from rewards.logs import log_event
 from rewards.models import utcnow
 
@@ -125,10 +125,12 @@ class LedgerTask(Task):
         with db.transaction() as conn:
             outcome = self.run(conn, job, now=now)
             if outcome.status == REJECTED:
-                balance.audit(conn, "job.rejected", getattr(job, "partner_id", None), {
+                # sanitise: a batch's items are not validated with its envelope,
+                # so the job may still hold text PostgreSQL cannot store.
+                balance.audit(conn, "job.rejected", getattr(job, "partner_id", None), sanitise({
                     "task": self.name, "reason": outcome.reason, "message": outcome.message,
                     "key": outcome.key, "payload": job.model_dump(mode="json"),
-                }, now)
+                }), now)
         return outcome
 
     def _validate(self, args: tuple, kwargs: dict[str, Any]) -> tuple[Job | None, Outcome | None]:

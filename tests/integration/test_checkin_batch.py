@@ -113,6 +113,19 @@ def test_a_batch_of_only_rejected_check_ins_is_rejected_naming_each(client, conn
     assert result["items"][0]["reason"] == "invalid_payload"
 
 
+def test_a_batch_of_check_ins_holding_unstorable_text_is_rejected_and_audited(client, conn):
+    """A lone surrogate or NUL in an item is refused by the item's validation, and the
+    batch's audit row stores it escaped instead of failing the job."""
+    result = deliver(client, "batch-unstorable", [{"partner_id": 61, "occurred_at": "\ud800"},
+                                                  {"partner_id": 62, "occurred_at": at(0), "note": "nul\x00"}])
+    assert (result["status"], result["reason"], result["rejected"]) == ("rejected", "all_rejected", 2)
+    audited = conn.execute(text(
+        "SELECT payload FROM audit_event WHERE event_type = 'job.rejected' AND payload->>'task' = :task"),
+        {"task": contract.CHECKIN_BATCH}).scalar_one()
+    assert audited["payload"]["checkins"][0]["occurred_at"] == "\\ud800"
+    assert count(conn, "checkin") == 0 and count(conn, "partner") == 0
+
+
 def test_the_cli_sends_a_batch_and_prints_each_check_in(client, capsys):
     assert main(["enqueue", "checkin-batch", f"70@{at(0)}", f"71@{at(0)}", f"70@{at(0)}"]) == 0
     lines = capsys.readouterr().out.splitlines()
