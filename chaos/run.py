@@ -79,8 +79,10 @@ class Worker:
     def __init__(self, name: str, env: dict, folder: Path):
         self.name, self.env, self.folder = name, env, folder
         self.process: subprocess.Popen | None = None
+        self.started_at = 0.0
 
     def start(self) -> None:
+        self.started_at = time.monotonic()
         log = (self.folder / f"{self.name}.log").open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", ",".join(QUEUES), "-c", "2",
@@ -90,6 +92,12 @@ class Worker:
     def children(self) -> list[int]:
         out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
         return [int(pid) for pid in out.split()]
+
+    def last_error(self) -> str:
+        """The last line of its log that names an error, for the timeline."""
+        lines = (self.folder / f"{self.name}.log").read_text(errors="replace").splitlines()
+        errors = [line for line in lines if "Error" in line or "CRITICAL" in line]
+        return (errors or lines or ["(empty log)"])[-1][:300]
 
     def kill_group(self, sig: int = signal.SIGKILL) -> None:
         try:
@@ -114,6 +122,12 @@ class Run:
         # Jobs the broker lost, sent again by the producer; their results say
         # whether the first message had run (duplicate) or not (applied).
         self.resent: list[str] = []
+        # A worker that exits on its own is started again, as compose's
+        # `restart: unless-stopped` does; the lock keeps the supervisor off a
+        # worker a fault is killing and starting itself.
+        self.workers_lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.unplanned_exits: list[str] = []
 
     # ---- servers and workers -------------------------------------------------
     def env(self) -> dict:
@@ -142,9 +156,11 @@ class Run:
             worker.start()
 
     def cleanup(self) -> None:
-        for worker in self.workers:
-            if worker.process and worker.process.poll() is None:
-                worker.kill_group(signal.SIGTERM)
+        self.stopping.set()
+        with self.workers_lock:
+            for worker in self.workers:
+                if worker.process and worker.process.poll() is None:
+                    worker.kill_group(signal.SIGTERM)
         self.pg.cleanup()
         self.redis.cleanup()
         if self.vhost:
@@ -160,15 +176,29 @@ class Run:
             getattr(self, "_" + name.rstrip("_12"))()
 
     def _kill_child(self) -> None:
-        worker = random.Random(self.seed + len(self.timeline.lines)).choice(self.workers)
-        deadline = time.monotonic() + 30
-        while not worker.children() and time.monotonic() < deadline:
-            time.sleep(0.2)  # a worker forks its pool as it starts
+        worker = self._working_worker()
         children = worker.children()
         if not children:
             raise RuntimeError(f"{worker.name} has no pool child to kill")
         os.kill(children[0], signal.SIGKILL)
         self.timeline.note(f"SIGKILL pool child {children[0]} of {worker.name}", fault_end=True)
+
+    def _working_worker(self) -> Worker:
+        """A worker whose pool has applied one of the jobs in flight since it last started.
+
+        Killing a pool child while its worker is still starting makes Celery
+        give up ("Could not start worker processes"): that is a start-up
+        failure, not the fault this run is about.
+        """
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            applied_by = {meta.get("worker", "").split("@")[0] for meta in self.results(list(self.in_flight)).values()}
+            working = [worker for worker in self.workers
+                       if worker.name in applied_by and time.monotonic() - worker.started_at > 5]
+            if working:
+                return random.Random(self.seed + len(self.timeline.lines)).choice(working)
+            time.sleep(0.2)
+        raise RuntimeError("no worker applied a job in flight for 60 s: nothing to kill a pool child of")
 
     def _kill_main(self) -> None:
         worker = self.workers[0]
@@ -178,14 +208,34 @@ class Run:
             time.sleep(0.1)  # kill it while it holds work, not between two batches
             pending = self._unfinished()
         applied_before = self.applied_count()
-        os.kill(worker.process.pid, signal.SIGKILL)
-        killed_at = time.monotonic()
-        self.timeline.note(f"SIGKILL main process {worker.process.pid} of {worker.name} "
-                           f"({applied_before} check-ins applied so far, {len(pending)} jobs unfinished)")
-        worker.kill_group()  # its orphaned pool children go with it, as in a container kill
-        worker.start()
+        with self.workers_lock:
+            os.kill(worker.process.pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            self.timeline.note(f"SIGKILL main process {worker.process.pid} of {worker.name} "
+                               f"({applied_before} check-ins applied so far, {len(pending)} jobs unfinished)")
+            worker.kill_group()  # its orphaned pool children go with it, as in a container kill
+            worker.start()
         self.timeline.note(f"{worker.name} started again (pid {worker.process.pid})", fault_end=True)
         threading.Thread(target=self._measure_redelivery, args=(killed_at, pending), daemon=True).start()
+
+    def supervise(self) -> None:
+        """Start again a worker that exited on its own, noting why; stop the run if one keeps dying."""
+        while not self.stopping.wait(0.5):
+            with self.workers_lock:
+                if self.stopping.is_set():
+                    return
+                for worker in self.workers:
+                    code = worker.process.poll()
+                    if code is None:
+                        continue
+                    self.unplanned_exits.append(worker.name)
+                    self.timeline.note(f"{worker.name} exited on its own (code {code}): {worker.last_error()}")
+                    if self.unplanned_exits.count(worker.name) > 3:
+                        self.timeline.note(f"{worker.name} exited 4 times: stopping the run")
+                        os.kill(os.getpid(), signal.SIGINT)
+                        return
+                    worker.start()
+                    self.timeline.note(f"{worker.name} started again, as its restart policy would")
 
     def _unfinished(self) -> list[str]:
         in_flight = list(self.in_flight)
@@ -365,6 +415,7 @@ def report(run: Run, figures, drained_s: float, took_s: float) -> str:
         ("lost by the broker, sent again: now applied / duplicate", resent_figures(run, figures)),
         ("partners differing from the model", figures.partners_differing),
         ("invariants held", "all" if not figures.invariants_broken else "BROKEN: " + "; ".join(figures.invariants_broken)),
+        ("workers that exited on their own, restarted", ", ".join(run.unplanned_exits) or "none"),
         ("SIGKILL of a worker to its jobs applied (s)",
          "-" if run.kill_to_redelivery_s is None else f"{run.kill_to_redelivery_s:.1f}"),
         ("last fault to fully drained (s)", f"{drained_s:.1f}"),
@@ -407,6 +458,7 @@ def _execute(run: Run, profile: Profile) -> int:
     stop = threading.Event()
     fault_thread = threading.Thread(target=run.faults, args=(stop,), daemon=True)
     fault_thread.start()
+    threading.Thread(target=run.supervise, daemon=True).start()
     drain_timeout_s = 900 if profile is PROFILES["full"] else 300
     sent = run.send_all(batches, drain_timeout_s)
     run.timeline.note("every batch sent and drained")
