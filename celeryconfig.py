@@ -44,6 +44,8 @@ task_routes = (contract.route_task,)
 
 # Results are read once by the producer; keep them a day, then let Redis drop them.
 result_expires = 24 * 3600
+# A result also names its task, arguments, queue and the worker that ran it
+# (the chaos harness picks a working worker to fault by it).
 result_extended = True
 
 # A job holds a row lock; one that runs away must not hold it for ever. The

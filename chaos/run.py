@@ -192,6 +192,7 @@ class Run:
         """
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
+            # A result names the worker that ran it (celeryconfig's result_extended).
             applied_by = {meta.get("worker", "").split("@")[0] for meta in self.results(list(self.in_flight)).values()}
             working = [worker for worker in self.workers
                        if worker.name in applied_by and time.monotonic() - worker.started_at > 5]
