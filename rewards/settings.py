@@ -7,7 +7,7 @@ operator never finds out about a typo from a job that fails at 3 a.m.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +18,80 @@ from rewards.rules import Policy
 
 class ConfigError(ValueError):
     """An environment variable holds a value the engine cannot run with."""
+
+
+FILE_SUFFIX = "_FILE"
+
+
+def _read_secret_file(name: str, path: str) -> str:
+    variable = name + FILE_SUFFIX
+    try:
+        value = Path(path).read_text().rstrip("\r\n")
+    except OSError as error:
+        raise ConfigError(f"{variable}={path!r} cannot be read ({error.strerror}): give a file this "
+                          f"process may read, or set {name} itself instead") from None
+    if not value.strip():
+        raise ConfigError(f"{variable}={path!r} is an empty file: write the value of {name} into it, "
+                          f"or unset {variable} to use the default")
+    return value
+
+
+class SecretFileEnvironment(Mapping[str, str]):
+    """An environment in which NAME_FILE, when set, supplies NAME from that file's contents.
+
+    The Docker-secrets convention: a deployment mounts a password-bearing URL
+    as a file and points NAME_FILE at it, so the secret never shows in
+    `docker inspect`, /proc/<pid>/environ or a crash report's environment.
+    A name is resolved when it is read, so files of variables the engine
+    never reads (SSL_CERT_FILE, say) are left alone. Setting both is refused:
+    which of two values wins is a guess an operator should never have to make.
+    """
+
+    def __init__(self, base: Mapping[str, str]):
+        self.base = base
+
+    def file_of(self, name: str) -> str | None:
+        """The path NAME_FILE names, or None; empty counts as unset (compose passes every variable)."""
+        path = self.base.get(name + FILE_SUFFIX, "").strip()
+        return path if path and not name.endswith(FILE_SUFFIX) else None
+
+    def __getitem__(self, name: str) -> str:
+        path = self.file_of(name)
+        if path is None:
+            return self.base[name]
+        if self.base.get(name, "").strip():
+            raise ConfigError(f"both {name} and {name}{FILE_SUFFIX} are set: unset one of them")
+        return _read_secret_file(name, path)
+
+    def __iter__(self):
+        return iter(self.base)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (name in self.base or self.file_of(name) is not None)
+
+
+# Read straight from the process environment by Celery (which prefers them to
+# its configuration) and by Flower (every FLOWER_* option), not only through
+# load(): their *_FILE forms are resolved into the environment itself.
+CELERY_ENVIRONMENT_VARIABLES = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
+FLOWER_ENVIRONMENT_VARIABLES = ("FLOWER_BASIC_AUTH", "FLOWER_OAUTH2_KEY", "FLOWER_OAUTH2_SECRET")
+
+
+def export_secret_files(names: tuple[str, ...], environ: MutableMapping[str, str] | None = None) -> None:
+    """Replace NAME_FILE by NAME in the environment, for readers that know no *_FILE.
+
+    NAME_FILE is removed, not kept beside NAME: a child process (a pool
+    worker started afresh, a subprocess) seeing both would refuse to start.
+    """
+    environ = os.environ if environ is None else environ
+    resolved = SecretFileEnvironment(environ)
+    for name in names:
+        if resolved.file_of(name) is not None:
+            environ[name] = resolved[name]
+        environ.pop(name + FILE_SUFFIX, None)
 
 
 @dataclass(frozen=True)
@@ -169,8 +243,11 @@ def _dead_letter_url(env: Mapping[str, str], broker_url: str) -> str | None:
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
-    """Read every setting from `env` (the process environment by default); ConfigError names a bad one."""
-    env = os.environ if env is None else env
+    """Read every setting from `env` (the process environment by default); ConfigError names a bad one.
+
+    Any variable may instead be given as NAME_FILE, the path of a file holding its value.
+    """
+    env = SecretFileEnvironment(os.environ if env is None else env)
     broker_url = _text(env, "CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
     task_time_limit_s = _int(env, "REWARDS_TASK_TIME_LIMIT_S", 60, minimum=1)
     retry_backoff_s_max = _int(env, "REWARDS_RETRY_BACKOFF_S_MAX", 30, minimum=1)

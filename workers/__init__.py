@@ -4,6 +4,11 @@ from celery import Celery, signals
 
 from rewards import settings
 
+# Celery reads these from the environment ahead of its configuration; a
+# deployment that keeps them in files (CELERY_BROKER_URL_FILE, …) has them
+# put there before the app is configured.
+settings.export_secret_files(settings.CELERY_ENVIRONMENT_VARIABLES)
+
 app = Celery("rewards", include=[
     "workers.checkin", "workers.partner", "workers.task", "workers.referral", "workers.adjust",
     "workers.maintenance",

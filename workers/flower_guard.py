@@ -7,7 +7,8 @@ with exit code 2 and a message naming what to set, unless one of these is
 configured:
 
 - HTTP basic auth: FLOWER_BASIC_AUTH=user:password[,user2:password2] (or
-  --basic-auth=user:password);
+  --basic-auth=user:password, or FLOWER_BASIC_AUTH_FILE naming a file that
+  holds it);
 - OAuth: FLOWER_AUTH (or --auth), the regular expression of e-mail addresses
   allowed in, with FLOWER_AUTH_PROVIDER and FLOWER_OAUTH2_KEY/SECRET/REDIRECT_URI;
 - the explicit opt-out for a trusted local machine:
@@ -104,6 +105,9 @@ def install_if_running_flower() -> None:
     context = click.get_current_context(silent=True)
     if context is None or context.invoked_subcommand != "flower":
         return
+    # Flower reads FLOWER_BASIC_AUTH and its other options from the
+    # environment after this runs, and knows nothing of FLOWER_BASIC_AUTH_FILE.
+    settings_module.export_secret_files(settings_module.FLOWER_ENVIRONMENT_VARIABLES)
     from tornado.options import options
 
     options.add_parse_callback(_StartupCheck(options))
