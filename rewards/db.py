@@ -234,7 +234,10 @@ def alembic_config(database_url: str | None = None):
 
     config = Config()
     config.set_main_option("script_location", str(resources.files("migrations")))
-    config.set_main_option("sqlalchemy.url", database_url or settings_module.get().database_url)
+    # The option is configparser text, where % starts an interpolation: a
+    # percent-encoded password or sslrootcert path must reach Alembic as written.
+    url = database_url or settings_module.get().database_url
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 
