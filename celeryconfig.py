@@ -37,10 +37,12 @@ task_acks_on_timeout = False
 worker_prefetch_multiplier = 4
 
 # One queue per kind of work, so a check-in spike never delays claims and
-# maintenance never competes with partner-facing jobs.
+# maintenance never competes with partner-facing jobs; operator jobs have
+# a queue of their own, which upstream apps may not write to. Workers
+# declare the queues; what they (retries) and beat publish declares nothing.
 task_queues = contract.kombu_queues()
 task_default_queue = contract.QUEUE_CLAIMS
-task_routes = (contract.route_task,)
+task_routes = (contract.router(broker_url),)
 
 # Results are read once by the producer; keep them a day, then let Redis drop them.
 result_expires = 24 * 3600
@@ -58,9 +60,11 @@ task_soft_time_limit = _env.task_time_limit_s * 0.9
 # rewards.settings.default_visibility_timeout_s); RabbitMQ: publisher
 # confirms; filesystem: where messages live.
 broker_transport_options = _settings.broker_transport_options(_env)
-# filesystem:// is served by rewards.transport, which never hands a consumer a
-# half-written message (kombu's own can, and then the worker stops); producers
-# select the same class (rewards.client).
+# Redis and filesystem:// are served by rewards.transport, which tells a job
+# the queue it was really taken from (the producer writes the message's
+# routing details, so they can be forged), and never hands a consumer a
+# half-written file (kombu's filesystem transport can, and then the worker
+# stops); producers select the same classes (rewards.client).
 broker_transport = _settings.broker_transport(_env)
 # A job that committed must not be reported failed because Redis blinked
 # while its result was stored: retry the store, with exponential backoff, for
@@ -76,9 +80,13 @@ result_backend_max_sleep_between_retries_ms = 4_000
 # Workers and producers start before the broker in a compose stack: keep trying.
 broker_connection_retry_on_startup = True
 
-# Events for Flower: workers report task states, producers report sends.
+# Events for Flower: workers report each job's states (received, started,
+# succeeded...), which is what Flower builds its task list from. Senders
+# (beat, retries, rewards.client) report no "sent" event: that would need
+# every producer to write to, and declare, the event exchange, which
+# least-privilege producers may not (README, "Security").
 worker_send_task_events = True
-task_send_sent_event = True
+task_send_sent_event = False
 
 # Log lines of our own are logfmt (rewards.logs); keep Celery's prefix short.
 worker_task_log_format = "[%(asctime)s: %(levelname)s/%(processName)s] %(task_name)s[%(task_id)s]: %(message)s"

@@ -30,7 +30,7 @@ from pathlib import Path
 from chaos import servers, traffic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-QUEUES = ("checkins", "claims", "maintenance")
+QUEUES = ("checkins", "claims", "operator", "maintenance")
 
 
 @dataclass(frozen=True)

@@ -69,14 +69,22 @@ class RewardsClient:
         _refuse_overridden("CELERY_RESULT_BACKEND", backend_url)
         settings_module.ensure_broker_folders(current, broker_url)
         self.batch_max = current.batch_max
+        self.through_exchange = contract.through_exchanges(broker_url)
         self.app = Celery("rewards-client", broker=broker_url, backend=backend_url)
+        # The broker user, stamped on every job as `user_id`: RabbitMQ refuses
+        # a message whose user_id is not the publishing user, so an
+        # adjustment's audit row can name its operator (workers/adjust.py).
+        self.user_id = self.app.connection_for_write().userid or None
         self.app.conf.update(
             task_serializer="json",
             accept_content=["json"],
             result_serializer="json",
             result_accept_content=["json"],
-            task_send_sent_event=True,
-            task_queues=contract.kombu_queues(),
+            # No "sent" events and no declarations: a producer writes to its
+            # queues' exchanges and nothing else (README, "Security").
+            task_send_sent_event=False,
+            task_queues=[contract.producer_queue(name) for name in contract.QUEUES],
+            task_routes=(contract.router(broker_url),),
             broker_connection_retry_on_startup=True,
             # filesystem:// is served by rewards.transport, in producers as in workers.
             broker_transport=settings_module.broker_transport(current, broker_url),
@@ -98,8 +106,10 @@ class RewardsClient:
         and a Redis restart between the two drops it). The idempotency key
         makes a job that did run come back as `duplicate`.
         """
-        return self.app.send_task(task_name, kwargs=kwargs, queue=contract.queue_for(task_name),
-                                  ignore_result=ignore_result, task_id=job_id)
+        sender = {"user_id": self.user_id} if self.user_id else {}
+        return self.app.send_task(task_name, kwargs=kwargs, ignore_result=ignore_result, task_id=job_id,
+                                  **contract.destination(task_name, through_exchange=self.through_exchange),
+                                  **sender)
 
     def checkin(self, partner_id: int, occurred_at: datetime | str | None = None, *,
                 ignore_result: bool = False) -> AsyncResult:
@@ -156,11 +166,11 @@ class RewardsClient:
         For a producer whose result never arrived (the result store was down,
         the result expired, the producer restarted): the key is in every
         result (`result["key"]`) and can be rebuilt from the payload
-        (rewards.contract.keys). Reads REWARDS_DATABASE_URL.
+        (rewards.contract.keys). Reads REWARDS_READ_DATABASE_URL (by default REWARDS_DATABASE_URL).
         """
         from rewards import db, queries
 
-        with db.get_engine().connect() as conn:
+        with db.get_read_engine().connect() as conn:
             found = queries.outcome(conn, key)
         if found is None:
             return None

@@ -1,4 +1,19 @@
-"""The embedded broker: kombu's `filesystem://` transport, made safe to share between processes.
+"""kombu transports as the workers use them: each job learns the queue it was really taken from.
+
+**Where a message came from.** A worker runs a job only if it arrived
+through the job's own queue (workers/base.py), so an upstream app that may
+write only to `checkins` and `claims` cannot run an operator's adjustment.
+RabbitMQ states the exchange of every delivery itself, and a publisher needs
+write permission on that exchange. Redis and the embedded broker keep no
+such fact: kombu's `delivery_info` travels inside the message, written by
+whoever pushed it, so it can say anything. Here the consumer overwrites it
+with the queue it popped the message from (and that queue's own exchange),
+before the message is handed to Celery or recorded as unacknowledged; a
+redelivered message goes back to that same queue. `install()` makes kombu's
+`redis://`, `rediss://` and `sentinel://` schemes use these classes, so the
+URLs keep their meaning (TLS included) and only delivery changes.
+
+**The embedded broker**: kombu's `filesystem://` transport, made safe to share between processes.
 
 kombu 5.7's filesystem transport creates a message's final `.msg` file and
 writes it afterwards, and its consumer takes no lock: a worker that lists the
@@ -31,10 +46,12 @@ from pathlib import Path
 from queue import Empty
 
 from kombu.exceptions import ChannelError
-from kombu.transport import filesystem
+from kombu.transport import TRANSPORT_ALIASES, filesystem
+from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps, loads
 from kombu.utils.objects import cached_property
 
+from rewards import contract
 from rewards.logs import log_event
 
 TRANSPORT = "rewards.transport:Transport"
@@ -179,7 +196,47 @@ class Channel(filesystem.Channel):
         return folder
 
 
-class Transport(filesystem.Transport):
+def stamp_arrival(message: dict, queue: str) -> None:
+    """Record in a raw message the contract queue it was taken from, replacing what the producer wrote."""
+    if queue not in contract.QUEUES:
+        return  # Celery's own queues (remote control replies) keep their routing
+    properties = message.get("properties") if isinstance(message, dict) else None
+    if not isinstance(properties, dict):
+        return  # not a kombu message; kombu refuses it on its own
+    delivery_info = properties.get("delivery_info")
+    if not isinstance(delivery_info, dict):
+        delivery_info = properties["delivery_info"] = {}
+    # Every contract queue is bound to an exchange of its own name under its
+    # own name (rewards.contract.kombu_queues): the route that reaches it.
+    delivery_info.update(exchange=queue, routing_key=queue)
+
+
+class ArrivalStamped:
+    """A virtual transport whose deliveries carry the queue they were consumed from."""
+
+    def _deliver(self, message, queue):
+        stamp_arrival(message, queue)
+        super()._deliver(message, queue)
+
+
+class Transport(ArrivalStamped, filesystem.Transport):
     Channel = Channel
     # Shared by every connection in the process, as in kombu's filesystem transport.
     global_state = filesystem.Transport.global_state
+
+
+class RedisTransport(ArrivalStamped, kombu_redis.Transport):
+    pass
+
+
+class SentinelTransport(ArrivalStamped, kombu_redis.SentinelTransport):
+    pass
+
+
+def install() -> None:
+    """Serve the Redis URL schemes with the arrival-stamping transports in this process (workers call it)."""
+    TRANSPORT_ALIASES.update(
+        redis=f"{__name__}:RedisTransport",
+        rediss=f"{__name__}:RedisTransport",
+        sentinel=f"{__name__}:SentinelTransport",
+    )

@@ -1,7 +1,8 @@
 """The whole beat schedule at a glance: `celery -A workers beat` (one per deployment).
 
 Every interval comes from settings (REWARDS_*_EVERY_S). Every job runs on the
-`maintenance` queue, and a message not started within its own interval
+`maintenance` queue (the contract's router sends it there, without declaring
+anything: beat may only write to that queue), and a message not started within its own interval
 expires: if workers were down for a day, they find one run of each job
 waiting, not a day's backlog of them. Overlapping runs are harmless anyway:
 each job holds an advisory lock (schedules/runner.py).
@@ -21,7 +22,7 @@ def _every_s(task_name: str, interval_s: int) -> dict[str, Any]:
     return {
         "task": task_name,
         "schedule": float(interval_s),
-        "options": {"queue": contract.QUEUE_MAINTENANCE, "expires": float(interval_s)},
+        "options": {"expires": float(interval_s)},
     }
 
 

@@ -1,13 +1,17 @@
-"""The Celery application: `celery -A workers worker -Q checkins,claims,maintenance`."""
+"""The Celery application: `celery -A workers worker -Q checkins,claims,operator,maintenance`."""
 
 from celery import Celery, signals
 
-from rewards import settings
+from rewards import settings, transport
 
 # Celery reads these from the environment ahead of its configuration; a
 # deployment that keeps them in files (CELERY_BROKER_URL_FILE, …) has them
 # put there before the app is configured.
 settings.export_secret_files(settings.CELERY_ENVIRONMENT_VARIABLES)
+
+# Redis URLs are served by transports that tell each job the queue it was
+# really taken from (rewards.transport); the job's arrival check relies on it.
+transport.install()
 
 app = Celery("rewards", include=[
     "workers.checkin", "workers.partner", "workers.task", "workers.referral", "workers.adjust",

@@ -3,6 +3,9 @@
 A job body receives a validated payload and an open transaction and returns
 an Outcome; it never commits, never retries and never catches. Here:
 
+- a job is run only if it arrived through its own queue (`admit`): one
+  that came through another is `rejected` / `not_permitted`, so an app that
+  may write only to partner queues cannot run an operator's job;
 - the payload is validated before anything is written; a bad one is a
   `rejected` result recorded in job_failure, never retried;
 - the body runs in one transaction, committed only if it returns;
@@ -32,10 +35,10 @@ from typing import Any
 from celery import Task, signals
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded, TimeLimitExceeded
 
-from rewards import db, deadletters
+from rewards import contract, db, deadletters
 from rewards import settings as settings_module
 from rewards.contract.payloads import Job, validate_job
-from rewards.contract.results import INVALID_PAYLOAD, REJECTED, Outcome
+from rewards.contract.results import NOT_PERMITTED, REJECTED, Outcome
 from rewards.ledger import balance
 from rewards.ledger.failures import record_failure, sanitise
 from rewards.logs import log_event
@@ -90,6 +93,43 @@ def is_infrastructure_fault(error: BaseException) -> bool:
     return isinstance(error, SoftTimeLimitExceeded) or db.is_transient(error)
 
 
+def arrival_refusal(task_name: str, delivery_info: dict | None) -> Outcome | None:
+    """`not_permitted` unless the job arrived through its own queue.
+
+    `delivery_info["exchange"]` is the broker's word on RabbitMQ and the
+    consuming transport's on Redis and the embedded broker (rewards.transport);
+    a job with no delivery at all (called in-process) is refused too.
+    """
+    expected = contract.queue_for(task_name)
+    arrived = (delivery_info or {}).get("exchange")
+    if arrived == expected:
+        return None
+    return Outcome.rejected(
+        NOT_PERMITTED,
+        f"{task_name} runs only when it arrives through the {expected!r} queue; it came through "
+        f"{arrived or 'no queue'!r}. Send it with rewards.client, with credentials allowed to write "
+        f"to {expected!r}",
+        task=task_name, queue=arrived or None,
+    )
+
+
+def admit(task: Task, args: tuple, kwargs: dict[str, Any],
+          validate) -> tuple[Job | None, Outcome | None]:
+    """The job, if it came through its own queue and its payload is valid; else the refusal."""
+    refusal = arrival_refusal(task.name, task.request.delivery_info)
+    if refusal is not None:
+        return None, refusal
+    return validate(args, kwargs)
+
+
+def record_refusal(task: Task, args: tuple, kwargs: dict[str, Any], refusal: Outcome, now: datetime) -> None:
+    """Record a job refused before it ran (not permitted, invalid), in job_failure; nothing else is written."""
+    with db.transaction() as conn:
+        record_failure(conn, task_name=task.name, job_id=task.request.id,
+                       payload={"args": list(args), "kwargs": kwargs} if args else kwargs,
+                       reason=refusal.reason, error=refusal.message, now=now)
+
+
 class LedgerTask(Task):
     payload_model: type[Job]
     # Payloads are checked by payload_model, not by Celery's signature check.
@@ -115,12 +155,9 @@ class LedgerTask(Task):
         return outcome.as_result()
 
     def _apply(self, args: tuple, kwargs: dict[str, Any], now: datetime) -> Outcome:
-        job, rejection = self._validate(args, kwargs)
+        job, rejection = admit(self, args, kwargs, self._validate)
         if rejection is not None:
-            with db.transaction() as conn:
-                record_failure(conn, task_name=self.name, job_id=self.request.id,
-                               payload={"args": list(args), "kwargs": kwargs} if args else kwargs,
-                               reason=INVALID_PAYLOAD, error=rejection.message, now=now)
+            record_refusal(self, args, kwargs, rejection, now)
             return rejection
         with db.transaction() as conn:
             outcome = self.run(conn, job, now=now)

@@ -1,13 +1,16 @@
 """The maintenance jobs (queue `maintenance`): thin shells over schedules/<job>.py.
 
-Each validates its arguments (an optional `now`; `full` for reconcile), reads its limits from settings and calls the
-job's `run`, which takes the advisory lock, works in batches and logs its
-summary; the summary is the job's JSON result.
+Each runs only when it arrived through the `maintenance` queue, validates
+its arguments (an optional `now`, never ahead of the worker's clock; `full`
+for reconcile), reads its limits from settings and calls the job's `run`,
+which takes the advisory lock, works in batches and logs its summary; the
+summary is the job's JSON result.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Task
@@ -15,8 +18,8 @@ from celery import Task
 from rewards import contract, db, deadletters, leaderboards
 from rewards import settings as settings_module
 from rewards.contract.payloads import MaintenanceJob, ReconcileJob, validate_job
-from rewards.contract.results import INVALID_PAYLOAD
-from rewards.ledger.failures import record_failure
+from rewards.contract.results import IN_FUTURE, Outcome
+from rewards.logs import log_event
 from rewards.models import utcnow
 from schedules import (
     expire_streaks,
@@ -28,6 +31,9 @@ from schedules import (
     update_leaderboards,
 )
 from workers import app
+from workers.base import admit, record_refusal
+
+logger = logging.getLogger("rewards.maintenance")
 
 
 class MaintenanceTask(Task):
@@ -38,15 +44,38 @@ class MaintenanceTask(Task):
     payload_model: type[MaintenanceJob] = MaintenanceJob
 
     def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Arguments are validated as job payloads are: bad ones are `rejected` and recorded, not raised."""
-        job, rejection = validate_job(self.payload_model, args, kwargs)
+        """Run only what came through `maintenance` as of an instant that is not ahead of the clock.
+
+        Refusals (wrong queue, bad arguments, a future `now`) are `rejected`
+        and recorded, never raised.
+        """
+        now = utcnow()
+        job, rejection = admit(self, args, kwargs, self._validate)
+        if rejection is None:
+            rejection = self._future_refusal(job, now)
         if rejection is not None:
-            with db.transaction() as conn:
-                record_failure(conn, task_name=self.name, job_id=self.request.id,
-                               payload={"args": list(args), "kwargs": kwargs} if args else kwargs,
-                               reason=INVALID_PAYLOAD, error=rejection.message, now=utcnow())
+            record_refusal(self, args, kwargs, rejection, now)
+            log_event(logger, logging.WARNING, "maintenance.rejected", job=self.name, job_id=self.request.id,
+                      reason=rejection.reason)
             return rejection.as_result()
         return super().__call__(**dict(job))
+
+    def _validate(self, args: tuple, kwargs: dict[str, Any]):
+        return validate_job(self.payload_model, args, kwargs)
+
+    @staticmethod
+    def _future_refusal(job: MaintenanceJob, now: datetime) -> Outcome | None:
+        # "As of 2199" would expire every streak and every started task: a
+        # run may replay the past (an operator's catch-up), never the future.
+        tolerance = timedelta(seconds=settings_module.get().future_tolerance_s)
+        if job.now is None or job.now <= now + tolerance:
+            return None
+        return Outcome.rejected(
+            IN_FUTURE,
+            f"now {job.now.isoformat()} is ahead of the worker's clock ({now.isoformat()}) by more than "
+            f"{tolerance} (REWARDS_FUTURE_TOLERANCE_S): a maintenance run may replay the past, never the future",
+            now=job.now.isoformat(),
+        )
 
     @staticmethod
     def instant(now: datetime | None) -> datetime:
@@ -85,7 +114,7 @@ def relay_outbox_job(self: MaintenanceTask, now: datetime | None = None) -> dict
             batch_size=limits.relay_batch_size, budget_s=limits.relay_budget_s,
             backoff_s_max=limits.relay_backoff_s_max, retention_days=limits.outbox_retention_days,
             max_batches=limits.max_batches,
-        )).as_result()
+        ), retention_engine=db.get_retention_engine()).as_result()
     finally:
         sink.close()
     # The relay runs every few seconds: it is also what moves failure records
@@ -103,7 +132,7 @@ def sweep_stale_tasks_job(self: MaintenanceTask, now: datetime | None = None) ->
 
 
 @app.task(name=contract.MAINTENANCE_UPDATE_LEADERBOARDS, base=MaintenanceTask, bind=True)
-def update_leaderboards_job(self: MaintenanceTask, now: str | None = None) -> dict[str, Any]:
+def update_leaderboards_job(self: MaintenanceTask, now: datetime | None = None) -> dict[str, Any]:
     current = settings_module.get()
     store = leaderboards.store_from_settings(timeout_s=10)
     if store is None:

@@ -344,7 +344,7 @@ def celery_urls(env: dict[str, str]) -> Iterator[None]:
 def start_worker(workdir: Path, env: dict[str, str]) -> WorkerWatch:
     """The demo's worker; everything it prints (start-up errors included) goes to worker.log."""
     log_path = workdir / "worker.log"
-    command = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "checkins,claims,maintenance",
+    command = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", ",".join(contract.QUEUES),
                "-c", "2", "-P", "prefork", "-n", "demo@%h", "--loglevel=INFO"]
     repo_root = Path(__file__).resolve().parents[2]
     with log_path.open("wb") as log:

@@ -84,7 +84,7 @@ def _wait(async_result, timeout_s: float) -> int:
     except CeleryTimeout:
         raise CliError(f"no result within {timeout_s:g} s (job id {async_result.id}); "
                        "is a worker consuming the queue? Start one with: "
-                       "celery -A workers worker -Q checkins,claims,maintenance") from None
+                       "celery -A workers worker -Q checkins,claims,operator,maintenance") from None
     if "items" in result:
         _print_batch_result(result)
     else:

@@ -1,7 +1,9 @@
-"""The public job contract: task names and the queue each one travels on.
+"""The public job contract: task names, the queue each travels on, and who may send it.
 
 Upstream apps enqueue by these names; renaming one is a breaking change.
-Both the workers' routing (celeryconfig) and `rewards.client` read this table.
+The workers' routing (celeryconfig), `rewards.client`, the worker's arrival
+check (workers/base.py) and the broker permissions (rewards.brokers) all read
+the tables below, so a job's queue and its senders are written once.
 """
 
 from kombu import Exchange, Queue
@@ -16,11 +18,14 @@ ADJUST = "rewards.adjust"
 
 QUEUE_CHECKINS = "checkins"
 QUEUE_CLAIMS = "claims"
+QUEUE_OPERATOR = "operator"
 QUEUE_MAINTENANCE = "maintenance"
-QUEUES = (QUEUE_CHECKINS, QUEUE_CLAIMS, QUEUE_MAINTENANCE)
+QUEUES = (QUEUE_CHECKINS, QUEUE_CLAIMS, QUEUE_OPERATOR, QUEUE_MAINTENANCE)
 
 # Check-ins are the daily spike and get their own queue, so a burst of them
 # never delays a claim; maintenance never competes with partner-facing jobs.
+# Jobs that create XP outside the rules travel on `operator`, which no
+# upstream app may write to: a queue is the unit a broker can grant.
 QUEUE_BY_TASK = {
     CHECKIN: QUEUE_CHECKINS,
     CHECKIN_BATCH: QUEUE_CHECKINS,
@@ -28,7 +33,7 @@ QUEUE_BY_TASK = {
     TASK_CLAIM: QUEUE_CLAIMS,
     REFERRAL_RECORD: QUEUE_CLAIMS,
     PARTNER_UPDATE: QUEUE_CLAIMS,
-    ADJUST: QUEUE_CLAIMS,
+    ADJUST: QUEUE_OPERATOR,
 }
 MAINTENANCE_PREFIX = "rewards.maintenance."
 
@@ -42,13 +47,25 @@ MAINTENANCE_RELAY_OUTBOX = MAINTENANCE_PREFIX + "relay_outbox"
 MAINTENANCE_SWEEP_STALE_TASKS = MAINTENANCE_PREFIX + "sweep_stale_tasks"
 MAINTENANCE_UPDATE_LEADERBOARDS = MAINTENANCE_PREFIX + "update_leaderboards"
 
+# The clients of the engine and the queues each may send to (DESIGN.md
+# section 12). Workers consume every queue and send only retries of what
+# they consume; they are not a sending role here.
+ROLE_UPSTREAM = "upstream"
+ROLE_OPERATOR = "operator"
+ROLE_BEAT = "beat"
+SENDING_ROLES = (ROLE_UPSTREAM, ROLE_OPERATOR, ROLE_BEAT)
+QUEUES_BY_ROLE = {
+    ROLE_UPSTREAM: (QUEUE_CHECKINS, QUEUE_CLAIMS),
+    ROLE_OPERATOR: (QUEUE_CHECKINS, QUEUE_CLAIMS, QUEUE_OPERATOR, QUEUE_MAINTENANCE),
+    ROLE_BEAT: (QUEUE_MAINTENANCE,),
+}
+
 
 def kombu_queues() -> list[Queue]:
-    """The queues, each bound to a direct exchange of its own name.
+    """The queues as workers declare them, each bound to a direct exchange of its own name.
 
-    Declared the same way by workers and producers: a bare Queue(name) would
-    be bound to Celery's default exchange and key, and RabbitMQ would then
-    copy a job into every queue bound there.
+    A bare Queue(name) would be bound to Celery's default exchange and key,
+    and RabbitMQ would then copy a job into every queue bound there.
     """
     return [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES]
 
@@ -62,8 +79,45 @@ def queue_for(task_name: str) -> str:
         raise ValueError(f"{task_name!r} is not a rewards job; known: {sorted(QUEUE_BY_TASK)}") from None
 
 
-def route_task(name, args, kwargs, options, task=None, **kw):
-    """Celery router: every rewards job to its contract queue."""
-    if name.startswith("rewards."):
-        return {"queue": queue_for(name)}
-    return None
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+
+
+def through_exchanges(broker_url: str) -> bool:
+    """Whether the broker routes by exchange and grants write permission per exchange (RabbitMQ)."""
+    return broker_url.partition("://")[0] in AMQP_SCHEMES
+
+
+def destination(task_name: str, *, through_exchange: bool) -> dict:
+    """Where a job is published: its queue, through the queue's own exchange or straight to it.
+
+    On RabbitMQ the job goes through its queue's exchange, named explicitly
+    because Celery otherwise publishes to a direct queue through the default
+    exchange, from which every queue is reachable; write permission is
+    granted per exchange, so the exchange decides who may send a job. Redis
+    and the embedded broker have no permissions on exchanges and look the
+    exchange's queues up in a table the workers write when they start (a job
+    published before any worker started would be dropped): there the job is
+    put straight on its queue.
+
+    The queue is never declared on publish (`no_declare`): producers need no
+    configure permission, and the workers own the topology.
+    """
+    name = queue_for(task_name)
+    return {"queue": producer_queue(name), "exchange": name if through_exchange else "", "routing_key": name}
+
+
+def producer_queue(name: str) -> Queue:
+    """A queue as producers know it: the workers' binding, never declared."""
+    return Queue(name, Exchange(name, type="direct", no_declare=True), routing_key=name, no_declare=True)
+
+
+def router(broker_url: str):
+    """Celery router (beat, and a worker's retries): every rewards job to its contract queue."""
+    through_exchange = through_exchanges(broker_url)
+
+    def route_task(name, args, kwargs, options, task=None, **kw):
+        if name in QUEUE_BY_TASK or name.startswith(MAINTENANCE_PREFIX):
+            return destination(name, through_exchange=through_exchange)
+        return None  # not a job of the contract: it goes where the sender said
+
+    return route_task

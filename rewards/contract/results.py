@@ -34,6 +34,9 @@ INSUFFICIENT_XP = "insufficient_xp"
 TOO_MANY_CHECKINS = "too_many_checkins"
 ALL_REJECTED = "all_rejected"
 APPLY_FAILED = "apply_failed"
+# The job arrived through a queue that is not its own (an upstream app
+# sending an operator's or a maintenance job): it was not run.
+NOT_PERMITTED = "not_permitted"
 
 
 def _jsonable(value: Any) -> Any:

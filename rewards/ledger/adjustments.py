@@ -9,6 +9,7 @@ row is the key, inserted in the same transaction as the credit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, Row, bindparam, select
@@ -34,7 +35,19 @@ _select_adjustment = select(adjustment).where(adjustment.c.request_id == bindpar
 _select_xp_after = select(xp_ledger.c.balance_after).where(xp_ledger.c.idempotency_key == bindparam("key"))
 
 
-def apply_adjustment(conn: Connection, job: AdjustmentJob, *, now: datetime) -> Outcome:
+@dataclass(frozen=True)
+class Sender:
+    """Who sent an adjustment, and whether the broker vouched for it (RabbitMQ's validated user_id)."""
+
+    name: str | None
+    verified: bool
+
+
+UNKNOWN_SENDER = Sender(name=None, verified=False)
+
+
+def apply_adjustment(conn: Connection, job: AdjustmentJob, *, now: datetime,
+                     sender: Sender = UNKNOWN_SENDER) -> Outcome:
     original = conn.execute(_select_adjustment, {"request_id": job.request_id}).first()
     if original is not None:
         return _replay(conn, job, original)
@@ -54,7 +67,9 @@ def apply_adjustment(conn: Connection, job: AdjustmentJob, *, now: datetime) -> 
     entry = balance.Entry("adjustment", job.amount, 1, key, f"{verb} by an operator: {job.reason}")
     xp_after = balance.credit(conn, job.partner_id, [entry], occurred_at=now, rule_version=RULE_VERSION, now=now)
     details = _details(job, xp_after)
-    balance.audit(conn, "adjustment", job.partner_id, {**as_json(details), "reason": job.reason}, now)
+    balance.audit(conn, "adjustment", job.partner_id, {
+        **as_json(details), "reason": job.reason, "sent_by": sender.name, "sent_by_verified": sender.verified,
+    }, now)
     return Outcome.applied(key, details)
 
 

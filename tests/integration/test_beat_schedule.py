@@ -20,10 +20,11 @@ def test_every_maintenance_job_is_scheduled_and_every_scheduled_job_is_registere
                          contract.MAINTENANCE_STREAK_RISK, contract.MAINTENANCE_RELAY_OUTBOX}
 
 
-def test_every_scheduled_job_runs_on_the_maintenance_queue_and_expires_within_its_interval():
+def test_every_scheduled_job_is_routed_to_the_maintenance_queue_undeclared_and_expires_within_its_interval():
     for name, entry in BEAT_SCHEDULE.items():
-        assert entry["options"]["queue"] == contract.QUEUE_MAINTENANCE, name
-        assert contract.route_task(entry["task"], (), {}, {}) == {"queue": contract.QUEUE_MAINTENANCE}
+        route = app.amqp.router.route(dict(entry["options"]), entry["task"])
+        assert (route["queue"].name, route["routing_key"]) == (contract.QUEUE_MAINTENANCE,) * 2, name
+        assert route["queue"].no_declare, name
         assert 0 < entry["options"]["expires"] <= entry["schedule"], name
 
 

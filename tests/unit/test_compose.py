@@ -224,8 +224,8 @@ def test_the_env_file_with_its_passwords_stays_out_of_git_and_out_of_the_image()
         assert ".env" in lines, f"{ignore_file} must list .env"
 
 
-def test_workers_and_producers_send_the_events_flower_builds_its_task_list_from():
+def test_workers_send_the_events_flower_builds_its_task_list_from_and_producers_need_no_event_exchange():
     import celeryconfig
 
     assert celeryconfig.worker_send_task_events is True
-    assert celeryconfig.task_send_sent_event is True
+    assert celeryconfig.task_send_sent_event is False
