@@ -177,8 +177,10 @@ def test_redis_persists_queued_jobs_requires_a_password_and_never_evicts():
 def test_flower_requires_basic_auth_and_is_published_on_loopback_only():
     flower = SERVICES["flower"]
     assert celery_services("flower") == ["flower"]
-    # ":?" makes compose refuse to start without it, before Flower's own check does.
-    assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+    # The password arrives as a secret file (workers/flower_guard.py reads it), never in the environment.
+    assert "FLOWER_BASIC_AUTH" not in flower["environment"]
+    assert flower["environment"]["FLOWER_BASIC_AUTH_FILE"] == "/run/secrets/flower_basic_auth"
+    assert flower["secrets"] == ["flower_basic_auth"]
     assert option_value(command_of("flower"), "--enable_events") == "true"
     # /metrics and /healthcheck answer without authentication in Flower 2.2.
     assert flower["ports"] and all(port.startswith("127.0.0.1:") for port in flower["ports"])
@@ -189,6 +191,18 @@ def test_flower_requires_basic_auth_and_is_published_on_loopback_only():
 def test_every_variable_the_compose_file_uses_is_set_in_the_env_example():
     missing = compose_variables() - set(example_assignments(include_commented=False))
     assert compose_variables() and not missing, f"add to .env.example: {sorted(missing)}"
+
+
+def test_passwords_reach_their_servers_as_secret_files_made_from_the_env_example():
+    secrets = COMPOSE["secrets"]
+    sources = {name: secret["environment"] for name, secret in secrets.items()}
+    missing = set(sources.values()) - set(example_assignments(include_commented=False))
+    assert not missing, f"add to .env.example: {sorted(missing)}"
+    postgres = SERVICES["postgres"]
+    assert "POSTGRES_PASSWORD" not in postgres["environment"]
+    assert postgres["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    granted = {name for service in SERVICES.values() for name in service.get("secrets", [])}
+    assert granted == set(secrets), "every secret is used, and only declared ones are"
 
 
 def test_every_variable_the_settings_read_is_documented_in_the_env_example():
