@@ -17,7 +17,15 @@ LEADERBOARD_DB ?= 13
 SYSTEM_BROKER_DB ?= 12
 # ... and, on RabbitMQ, a vhost of the suite's own (created by .ci/services.sh).
 TEST_VHOST ?= $(TEST_DB)
-TEST_ENV := REWARDS_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/$(TEST_DB) \
+# The suite connects with the least privilege production has (migration 0009's
+# roles, through the login roles .ci/services.sh creates); the owner migrates,
+# and test support code alone uses it to empty tables and set fixtures up.
+TEST_PG := 127.0.0.1:5432/$(TEST_DB)
+TEST_ADMIN_URL := postgresql+psycopg://postgres@$(TEST_PG)
+TEST_ENV := REWARDS_DATABASE_URL=postgresql+psycopg://rewards_test_worker@$(TEST_PG) \
+	REWARDS_READ_DATABASE_URL=postgresql+psycopg://rewards_test_reader@$(TEST_PG) \
+	REWARDS_RETENTION_DATABASE_URL=postgresql+psycopg://rewards_test_retention@$(TEST_PG) \
+	REWARDS_TEST_ADMIN_DATABASE_URL=$(TEST_ADMIN_URL) \
 	CELERY_BROKER_URL=redis://127.0.0.1:6379/$(BROKER_DB) \
 	CELERY_RESULT_BACKEND=redis://127.0.0.1:6379/$(BACKEND_DB) \
 	REWARDS_SYSTEM_BROKER_URL=redis://127.0.0.1:6379/$(SYSTEM_BROKER_DB) \
@@ -49,8 +57,11 @@ services: ## Install (apt-get) and start PostgreSQL, Redis and RabbitMQ if neede
 browser: ## Install (apt-get) headless Chromium, which the Flower dashboard test drives
 	@bash .ci/chromium.sh
 
-migrate: $(STAMP) services ## Run the Alembic migrations on the test database (rewards db upgrade)
-	$(TEST_ENV) $(BIN)/rewards db upgrade
+# The group roles exist once the migrations ran; a membership granted again is only a notice.
+migrate: $(STAMP) services ## Migrate the test database as its owner (rewards db upgrade); put the test login roles in their groups
+	$(TEST_ENV) REWARDS_DATABASE_URL=$(TEST_ADMIN_URL) $(BIN)/rewards db upgrade
+	@PGOPTIONS='-c client_min_messages=warning' psql -h 127.0.0.1 -p 5432 -U postgres -d $(TEST_DB) -qc \
+		'GRANT rewards_worker TO rewards_test_worker; GRANT rewards_reader TO rewards_test_reader; GRANT rewards_retention TO rewards_test_retention'
 
 test: migrate browser ## Set everything up, then run the whole test suite (unit, integration, system)
 	$(TEST_ENV) $(BIN)/pytest

@@ -9,6 +9,9 @@ PG_PORT=${PG_PORT:-5432}
 REDIS_PORT=${REDIS_PORT:-6379}
 TEST_DB=${REWARDS_TEST_DB:-rewards_test}
 TEST_VHOST=${REWARDS_TEST_VHOST:-$TEST_DB}
+# Login roles the suite connects as (cluster-wide, shared by every test
+# database); `make migrate` makes them members of the groups migration 0009 creates.
+TEST_ROLES=(rewards_test_worker rewards_test_reader rewards_test_retention)
 
 say() { printf '[services] %s\n' "$*"; }
 
@@ -49,19 +52,35 @@ ensure_postgres() {
   wait_for PostgreSQL pg_ready
 }
 
-ensure_trust_auth() {
-  # The tests connect as postgres over TCP without a password, as on the
+pg_login() { psql -h "$PG_HOST" -p "$PG_PORT" -U "$1" -d postgres -Atc 'select 1' >/dev/null 2>&1; }
+
+ensure_trust_auth() {  # ensure_trust_auth ROLE...
+  # The tests connect as these roles over TCP without a password, as on the
   # development machines; a fresh Debian install asks for one, so allow
-  # local loopback connections to the test database.
-  if psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1; then
-    return
-  fi
+  # local loopback connections for the roles that cannot log in yet.
+  local role lines=""
+  for role in "$@"; do
+    pg_login "$role" || lines+="host all $role 127.0.0.1/32 trust\nhost all $role ::1/128 trust\n"
+  done
+  [ -n "$lines" ] || return 0
   local version hba
   version=$(ls /etc/postgresql | sort -V | tail -n 1)
   hba=/etc/postgresql/$version/main/pg_hba.conf
-  say "allowing trust auth for 127.0.0.1 in $hba"
-  as_root sed -i '1i host all postgres 127.0.0.1/32 trust\nhost all postgres ::1/128 trust' "$hba"
+  say "allowing trust auth for $* on 127.0.0.1 in $hba"
+  as_root sed -i "1i ${lines%\\n}" "$hba"
   as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+  for role in "$@"; do wait_for "login as $role" pg_login "$role"; done
+}
+
+ensure_test_roles() {
+  # Login roles only: the group roles they join exist once the migrations ran.
+  local role
+  for role in "${TEST_ROLES[@]}"; do
+    psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -qc "
+      DO \$\$ BEGIN
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$role') THEN CREATE ROLE $role LOGIN; END IF;
+      END \$\$"
+  done
 }
 
 ensure_redis() {
@@ -108,7 +127,9 @@ ensure_test_database() {
 }
 
 ensure_postgres
-ensure_trust_auth
+ensure_trust_auth postgres
+ensure_test_roles
+ensure_trust_auth "${TEST_ROLES[@]}"
 ensure_redis
 ensure_rabbitmq
 ensure_test_database

@@ -1,7 +1,7 @@
 """Analytics for operators: plain functions on a connection, as `rewards.queries` is.
 
     from rewards import analytics, db
-    with db.get_engine().connect() as conn:
+    with db.get_read_engine().connect() as conn:
         found = analytics.report(conn, first_day, last_day)
 
 Days are the check-in's day (the partner's local day, as the check-in table

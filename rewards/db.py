@@ -20,17 +20,22 @@ from sqlalchemy.dialects import postgresql
 from rewards import settings as settings_module
 from rewards.models import metadata
 
-_engines: dict[tuple[int, str], Engine] = {}
+_engines: dict[tuple[int, str, bool], Engine] = {}
 _engines_lock = threading.Lock()
 
 
 def make_engine(url: str, *, statement_timeout_ms: int = 5_000, lock_timeout_ms: int = 2_000,
-                connect_timeout_s: int = 5) -> Engine:
+                connect_timeout_s: int = 5, read_only: bool = False) -> Engine:
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
+    connect_args = postgres_connect_args(statement_timeout_ms, lock_timeout_ms, connect_timeout_s)
+    if read_only:
+        # The server refuses every write on these sessions, whatever the role
+        # may do: the read URL defaults to the main one, which can write.
+        connect_args["options"] += " -c default_transaction_read_only=on"
     engine = create_engine(
         url,
-        connect_args=postgres_connect_args(statement_timeout_ms, lock_timeout_ms, connect_timeout_s),
+        connect_args=connect_args,
         pool_size=8,
         max_overflow=8,
         # Waiting for a free pooled connection is bounded like every other wait.
@@ -100,23 +105,41 @@ def _sqlite_engine(url: str) -> Engine:
 
 
 def get_engine() -> Engine:
-    """The engine of this process and URL, created on first use.
+    """The engine jobs write through (REWARDS_DATABASE_URL, the worker's role)."""
+    return _engine_for(settings_module.get().database_url, read_only=False)
+
+
+def get_read_engine() -> Engine:
+    """The read side's engine (REWARDS_READ_DATABASE_URL, a read-only role): never written through."""
+    return _engine_for(settings_module.get().read_database_url, read_only=True)
+
+
+def get_retention_engine() -> Engine:
+    """The engine pruning runs through (REWARDS_RETENTION_DATABASE_URL, the retention role)."""
+    return _engine_for(settings_module.get().retention_database_url, read_only=False)
+
+
+def _engine_for(url: str, *, read_only: bool) -> Engine:
+    """The engine of this process, URL and access, created on first use.
 
     Keyed by pid because a pool must never cross a fork: a prefork worker
     child that inherited its parent's connections would share sockets with it.
     """
     current = settings_module.get()
-    key = (os.getpid(), current.database_url)
+    # SQLite has no read-only sessions: one file, one engine.
+    read_only = read_only and not url.startswith("sqlite")
+    key = (os.getpid(), url, read_only)
     engine = _engines.get(key)
     if engine is None:
         with _engines_lock:
             engine = _engines.get(key)
             if engine is None:
                 engine = make_engine(
-                    current.database_url,
+                    url,
                     statement_timeout_ms=current.statement_timeout_ms,
                     lock_timeout_ms=current.lock_timeout_ms,
                     connect_timeout_s=current.connect_timeout_s,
+                    read_only=read_only,
                 )
                 if engine.dialect.name == "sqlite":
                     metadata.create_all(engine)

@@ -4,7 +4,7 @@ Plain functions taking a SQLAlchemy Connection and returning frozen
 dataclasses, importable by any upstream app:
 
     from rewards import db, queries
-    with db.get_engine().connect() as conn:
+    with db.get_read_engine().connect() as conn:
         for task in queries.tasks(conn, 42):
             print(task.task_id, task.progress, task.xp_on_claim)
 

@@ -97,6 +97,11 @@ def export_secret_files(names: tuple[str, ...], environ: MutableMapping[str, str
 @dataclass(frozen=True)
 class Settings:
     database_url: str
+    # The read side (rewards.queries, reports, the leaderboard SQL fallback)
+    # and retention (pruning) may connect as roles of their own; both default
+    # to database_url (migrations/versions/0009_roles.py has the roles).
+    read_database_url: str
+    retention_database_url: str
     broker_url: str
     result_backend: str
     policy: Policy
@@ -260,8 +265,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         # still applied (later days re-priced); an older one is `too_late`.
         late_window_days=_int(env, "REWARDS_LATE_WINDOW_DAYS", 7, minimum=0, maximum=366),
     )
+    database_url = _text(env, "REWARDS_DATABASE_URL", "sqlite:///rewards.sqlite3")
     settings = Settings(
-        database_url=_text(env, "REWARDS_DATABASE_URL", "sqlite:///rewards.sqlite3"),
+        database_url=database_url,
+        read_database_url=env.get("REWARDS_READ_DATABASE_URL", "").strip() or database_url,
+        retention_database_url=env.get("REWARDS_RETENTION_DATABASE_URL", "").strip() or database_url,
         broker_url=broker_url,
         result_backend=_text(env, "CELERY_RESULT_BACKEND", "redis://127.0.0.1:6379/1"),
         policy=policy,

@@ -9,7 +9,8 @@ events, and a relay that dies mid-batch loses none: its lease runs out and
 the next run delivers them again, with the same event id.
 
 After delivering, the run prunes events delivered more than the retention
-period ago.
+period ago, through the retention engine: the worker's role may not delete
+outbox rows (migrations/versions/0009_roles.py).
 """
 
 from __future__ import annotations
@@ -52,12 +53,16 @@ class _Attempt:
     untried: list[str] = field(default_factory=list)
 
 
-def run(engine: Engine, now: datetime, sink: Sink, limits: Limits = Limits()) -> Summary:
-    """Deliver the events due at `now` through `sink`, then prune old delivered ones."""
-    return run_exclusively(engine, JOB, now, lambda summary: _relay(engine, now, sink, limits, summary))
+def run(engine: Engine, now: datetime, sink: Sink, limits: Limits = Limits(), *,
+        retention_engine: Engine | None = None) -> Summary:
+    """Deliver the events due at `now` through `sink`, then prune old delivered ones through
+    `retention_engine` (`engine` when None)."""
+    return run_exclusively(engine, JOB, now, lambda summary: _relay(
+        engine, retention_engine or engine, now, sink, limits, summary))
 
 
-def _relay(engine: Engine, now: datetime, sink: Sink, limits: Limits, summary: Summary) -> None:
+def _relay(engine: Engine, retention_engine: Engine, now: datetime, sink: Sink, limits: Limits,
+           summary: Summary) -> None:
     summary.details.update(delivered=0, failed=0, pruned=0)
     deadline = time.monotonic() + limits.budget_s
     while summary.batches < limits.max_batches and time.monotonic() < deadline:
@@ -77,7 +82,7 @@ def _relay(engine: Engine, now: datetime, sink: Sink, limits: Limits, summary: S
             summary.details["failed"] += 1 if attempt.failed else 0
             summary.more = True
             break
-    summary.details["pruned"] = _prune(engine, now, limits, deadline)
+    summary.details["pruned"] = _prune(retention_engine, now, limits, deadline)
 
 
 def _deliver(sink: Sink, messages: list[Message], deadline: float) -> _Attempt:

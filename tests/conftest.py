@@ -6,7 +6,13 @@ after `make migrate` has prepared the database.
 
 import os
 
-os.environ.setdefault("REWARDS_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/rewards_test")
+# The suite connects with production's least privilege (migration 0009's roles);
+# the owner's URL is for test support code only (tests/support/database.py).
+_TEST_DB = "127.0.0.1:5432/rewards_test"
+os.environ.setdefault("REWARDS_DATABASE_URL", f"postgresql+psycopg://rewards_test_worker@{_TEST_DB}")
+os.environ.setdefault("REWARDS_READ_DATABASE_URL", f"postgresql+psycopg://rewards_test_reader@{_TEST_DB}")
+os.environ.setdefault("REWARDS_RETENTION_DATABASE_URL", f"postgresql+psycopg://rewards_test_retention@{_TEST_DB}")
+os.environ.setdefault("REWARDS_TEST_ADMIN_DATABASE_URL", f"postgresql+psycopg://postgres@{_TEST_DB}")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/14")
 os.environ.setdefault("CELERY_RESULT_BACKEND", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("REWARDS_REDIS_URL", "redis://127.0.0.1:6379/13")

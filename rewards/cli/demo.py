@@ -312,8 +312,12 @@ class Demo:
 
 def demo_environment(workdir: Path, database_url: str | None, broker_url: str | None) -> dict[str, str]:
     """The demo's settings as environment variables: the embedded defaults, unless told otherwise."""
+    database_url = database_url or f"sqlite:///{workdir / 'rewards.sqlite3'}"
     return {
-        "REWARDS_DATABASE_URL": database_url or f"sqlite:///{workdir / 'rewards.sqlite3'}",
+        "REWARDS_DATABASE_URL": database_url,
+        # Reads and pruning go to the demo's database too, whatever the caller's environment says.
+        "REWARDS_READ_DATABASE_URL": database_url,
+        "REWARDS_RETENTION_DATABASE_URL": database_url,
         "CELERY_BROKER_URL": broker_url or "filesystem://",
         "REWARDS_BROKER_FOLDER": str(workdir / "broker"),
         "CELERY_RESULT_BACKEND": f"file://{workdir / 'results'}",

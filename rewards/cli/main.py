@@ -172,10 +172,10 @@ def _cell(value: Any) -> Any:
 
 @contextmanager
 def _reading() -> Iterator[Connection]:
-    """A connection for read-side queries; an unknown partner becomes NotFound (exit 1)."""
+    """A connection for read-side queries (the read engine); an unknown partner becomes NotFound (exit 1)."""
     from rewards import db
 
-    with db.get_engine().connect() as conn:
+    with db.get_read_engine().connect() as conn:
         try:
             yield conn
         except queries.UnknownPartner as error:
@@ -296,6 +296,11 @@ def cmd_failures_retry(args: argparse.Namespace) -> int:
     missing = set(args.ids) - {row.id for row in rows}
     if missing:
         raise NotFound(f"no job_failure row with id {', '.join(map(str, sorted(missing)))}")
+    with db.transaction() as conn:
+        # Checked before anything is sent: a job sent again whose row then stays would be sent twice.
+        if not redrive.may_redrive(conn):
+            raise CliError("this database role may not remove job_failure rows; run `rewards failures retry` "
+                           "with REWARDS_DATABASE_URL naming the database owner (README, PostgreSQL roles)")
     client = RewardsClient()
     try:
         for row in rows:

@@ -4,6 +4,10 @@ A re-drive sends the recorded payload under the same task name and removes
 the row, writing an audit event in the same transaction, so the failure's
 history stays readable. Idempotency keys make it safe: a job that was applied
 after all comes back `duplicate`; one that fails again is recorded again.
+
+Removing a failure record is an operator's act, not a job's: the worker's
+role may not delete `job_failure` rows (migrations/versions/0009_roles.py),
+so re-drives run with the owner's REWARDS_DATABASE_URL.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, bindparam, delete, select
+from sqlalchemy import Connection, Row, bindparam, delete, select, text
 
 from rewards.ledger import balance
 from rewards.models import job_failure
@@ -22,6 +26,13 @@ _all = select(job_failure).order_by(job_failure.c.id)
 _by_ids = select(job_failure).where(job_failure.c.id.in_(bindparam("ids", expanding=True))).order_by(
     job_failure.c.id)
 _delete = delete(job_failure).where(job_failure.c.id == bindparam("failure_id"))
+
+
+def may_redrive(conn: Connection) -> bool:
+    """Whether this connection's role may remove re-driven rows (SQLite has no roles: always)."""
+    if conn.dialect.name != "postgresql":
+        return True
+    return conn.execute(text("SELECT has_table_privilege('job_failure', 'DELETE')")).scalar_one()
 
 
 def newest(conn: Connection, limit: int) -> list[Row]:

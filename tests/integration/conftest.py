@@ -18,6 +18,8 @@ from sqlalchemy import Connection
 from rewards import contract, db
 from rewards.client import RewardsClient
 from tests.support.database import (
+    admin_engine,
+    admin_transaction,
     flush_leaderboards,
     flush_redis_test_databases,
     truncate_tables,
@@ -49,10 +51,18 @@ def conn() -> Iterator[Connection]:
         yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
+@pytest.fixture
+def admin_conn() -> Iterator[Connection]:
+    """The database owner's connection, in autocommit: for what a test does that no job may
+    (editing ledger rows by hand, adding a trigger); the suite itself runs as the worker's role."""
+    with admin_engine().connect() as connection:
+        yield connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
 @pytest.fixture(autouse=True)
 def clean_database() -> Iterator[None]:
     """Every integration test starts empty and ends with DESIGN.md section 5's invariants holding."""
-    with db.transaction() as connection:
+    with admin_transaction() as connection:
         truncate_tables(connection)
     flush_leaderboards()
     yield

@@ -144,12 +144,12 @@ REFUSE_PARTNER_999 = """
 """
 
 
-def test_a_check_in_the_database_refuses_is_rolled_back_alone(client, conn):
-    conn.execute(text(REFUSE_PARTNER_999))
+def test_a_check_in_the_database_refuses_is_rolled_back_alone(client, conn, admin_conn):
+    admin_conn.execute(text(REFUSE_PARTNER_999))  # DDL: the owner's, never a job's
     try:
         result = send_batch(client, [(998, at(0)), (999, at(0)), (1000, at(0))])
     finally:
-        conn.execute(text("DROP TRIGGER refuse_partner_999 ON checkin; DROP FUNCTION refuse_partner_999()"))
+        admin_conn.execute(text("DROP TRIGGER refuse_partner_999 ON checkin; DROP FUNCTION refuse_partner_999()"))
 
     assert [(item["status"], item.get("reason")) for item in result["items"]] == [
         ("applied", None), ("rejected", "apply_failed"), ("applied", None)]

@@ -1,5 +1,8 @@
 """Failure records that outlive PostgreSQL, re-driving them, and outcomes looked up by key."""
 
+import os
+import subprocess
+import sys
 from datetime import datetime, timezone
 
 import pytest
@@ -46,21 +49,36 @@ def test_failures_list_moves_dead_letters_into_job_failure_and_shows_them(conn, 
     assert conn.execute(text("SELECT reason FROM job_failure")).scalar_one() == "retries_exhausted"
 
 
-def test_a_redriven_failure_is_applied_once_and_a_second_redrive_is_a_duplicate(client, conn, dead_letter_url,
-                                                                                capsys):
+def redrive_all_as_owner() -> str:
+    """`rewards failures retry --all` as an operator runs it: a process of its own, with the owner's URL
+    (the suite's worker role may not remove failure rows); returns the id the job was sent again as."""
+    env = os.environ | {"REWARDS_DATABASE_URL": os.environ["REWARDS_TEST_ADMIN_DATABASE_URL"]}
+    done = subprocess.run([sys.executable, "-m", "rewards.cli", "failures", "retry", "--all"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split("sent again as job ")[1].strip()
+
+
+def test_a_redriven_failure_is_applied_once_and_a_second_redrive_is_a_duplicate(client, conn, dead_letter_url):
     keep_dead_letter(dead_letter_url, 902)
-    assert main(["failures", "retry", "--all"]) == 0
-    sent_as = capsys.readouterr().out.split("sent again as job ")[1].strip()
+    sent_as = redrive_all_as_owner()
     assert client.app.AsyncResult(sent_as).get(timeout=RESULT_TIMEOUT_S)["status"] == "applied"
     assert conn.execute(text("SELECT COUNT(*) FROM job_failure")).scalar() == 0
     assert conn.execute(text(
         "SELECT COUNT(*) FROM audit_event WHERE event_type = 'job_failure.redriven'")).scalar() == 1
 
     keep_dead_letter(dead_letter_url, 902)
-    assert main(["failures", "retry", "--all"]) == 0
-    sent_as = capsys.readouterr().out.split("sent again as job ")[1].strip()
+    sent_as = redrive_all_as_owner()
     assert client.app.AsyncResult(sent_as).get(timeout=RESULT_TIMEOUT_S)["status"] == "duplicate"
     assert conn.execute(text("SELECT xp FROM partner WHERE id = 902")).scalar() == 10
+
+
+def test_a_redrive_as_the_workers_role_is_refused_before_anything_is_sent(client, conn, dead_letter_url, capsys):
+    keep_dead_letter(dead_letter_url, 904)
+    assert main(["failures", "retry", "--all"]) == 2
+    assert "may not remove job_failure rows" in capsys.readouterr().err
+    assert conn.execute(text("SELECT COUNT(*) FROM job_failure")).scalar() == 1   # kept, not sent
+    assert conn.execute(text("SELECT COUNT(*) FROM partner WHERE id = 904")).scalar() == 0
 
 
 def test_retrying_an_unknown_failure_id_is_one_line_and_exit_code_one(capsys, dead_letter_url):

@@ -16,7 +16,7 @@ from rewards.cli import main as cli
 from rewards.models import utcnow
 from schedules import reconcile
 from schedules.runner import LOCK_HELD
-from tests.support.database import truncate_tables
+from tests.support.database import admin_transaction, truncate_tables
 from tests.support.jobs import run
 from tests.support.streaks import checkin, events
 
@@ -40,9 +40,9 @@ def snapshot(conn) -> tuple[list, list]:
 
 @pytest.fixture
 def corrupted() -> Iterator[None]:
-    """For a test that breaks invariants on purpose: leaves an empty database behind."""
+    """For a test that breaks invariants on purpose (as the owner: no job may): leaves an empty database behind."""
     yield
-    with db.transaction() as connection:
+    with admin_transaction() as connection:
         truncate_tables(connection)
 
 
@@ -57,10 +57,10 @@ def test_a_clean_database_reports_zero_mismatches(client, conn, capsys):
     assert events(conn, "reconciliation.mismatch") == []
 
 
-def test_a_balance_edited_by_hand_is_reported_and_left_alone(client, conn, capsys, caplog, corrupted):
+def test_a_balance_edited_by_hand_is_reported_and_left_alone(client, conn, admin_conn, capsys, caplog, corrupted):
     history(client, 92, 3)
     history(client, 93, 2)
-    conn.execute(text("UPDATE partner SET xp = xp + 5 WHERE id = 92"))
+    admin_conn.execute(text("UPDATE partner SET xp = xp + 5 WHERE id = 92"))
     before = snapshot(conn)
     with caplog.at_level(logging.ERROR, logger="rewards.maintenance"):
         summary = reconcile_now(full=True)
@@ -81,11 +81,11 @@ def test_a_balance_edited_by_hand_is_reported_and_left_alone(client, conn, capsy
     assert "        92  balance_matches_ledger  xp=35 ledger_sum=30 last_balance_after=30" in printed
 
 
-def test_a_deleted_ledger_row_breaks_the_chain_and_is_reported(client, conn, corrupted):
+def test_a_deleted_ledger_row_breaks_the_chain_and_is_reported(client, conn, admin_conn, corrupted):
     history(client, 94, 4)
     middle_id = conn.execute(text(
         "SELECT id FROM xp_ledger WHERE partner_id = 94 ORDER BY id LIMIT 1 OFFSET 1")).scalar_one()
-    conn.execute(text("DELETE FROM xp_ledger WHERE id = :id"), {"id": middle_id})
+    admin_conn.execute(text("DELETE FROM xp_ledger WHERE id = :id"), {"id": middle_id})
     before = snapshot(conn)
     summary = reconcile_now()
     found = {m["check"]: m for m in summary.details["found"]}
@@ -96,12 +96,12 @@ def test_a_deleted_ledger_row_breaks_the_chain_and_is_reported(client, conn, cor
     assert snapshot(conn) == before
 
 
-def test_incremental_runs_look_only_at_partners_with_new_ledger_rows(client, conn, corrupted):
+def test_incremental_runs_look_only_at_partners_with_new_ledger_rows(client, admin_conn, corrupted):
     history(client, 95, 2)
     history(client, 96, 2)
     later = utcnow() + timedelta(hours=1)      # past the checkpoint's lag: those rows are settled
     assert reconcile_now(now=later).examined == 2
-    conn.execute(text("UPDATE partner SET xp = xp + 1 WHERE id = 95"))   # no ledger row: invisible
+    admin_conn.execute(text("UPDATE partner SET xp = xp + 1 WHERE id = 95"))   # no ledger row: invisible
     checkin(client, 96, START + timedelta(days=2))
     incremental = reconcile_now(now=later + timedelta(seconds=1))
     assert (incremental.examined, incremental.details["mismatches"]) == (1, 0)
@@ -118,9 +118,9 @@ def test_a_reconcile_run_that_finds_the_lock_held_skips(client, capsys):
     assert reconcile_now(full=True).examined == 1
 
 
-def test_the_reconcile_job_runs_on_the_worker(client, conn, corrupted):
+def test_the_reconcile_job_runs_on_the_worker(client, admin_conn, corrupted):
     history(client, 98, 2)
-    conn.execute(text("UPDATE partner SET xp = 0 WHERE id = 98"))
+    admin_conn.execute(text("UPDATE partner SET xp = 0 WHERE id = 98"))
     result = run(client, contract.MAINTENANCE_RECONCILE, full=True)
     assert (result["examined"], result["mismatches"], result["mode"]) == (1, 1, "full")
     assert result["found"][0]["check"] == "balance_matches_ledger"
@@ -130,7 +130,7 @@ def test_a_referral_count_edited_by_hand_is_reported(client, conn, corrupted):
     from tests.support.jobs import refer
 
     refer(client, 95, 96)
-    with db.transaction() as connection:
+    with admin_transaction() as connection:
         connection.execute(text("UPDATE partner SET referral_count = 5 WHERE id = 95"))
     summary = reconcile_now(full=True)
     assert [(m["check"], m["partner_id"]) for m in summary.details["found"]] == [("referral_count_matches", 95)]
@@ -154,9 +154,9 @@ def test_a_database_full_of_corrections_reconciles_with_zero_mismatches(client, 
     assert (summary.examined, summary.details["mismatches"]) == (3, 0)
 
 
-def test_a_tampered_correction_row_is_found(client, conn, corrupted):
+def test_a_tampered_correction_row_is_found(client, admin_conn, corrupted):
     late_history(client, 98)
-    conn.execute(text("UPDATE xp_ledger SET base_amount = base_amount + 10, amount = amount + 10 "
+    admin_conn.execute(text("UPDATE xp_ledger SET base_amount = base_amount + 10, amount = amount + 10 "
                       "WHERE id = (SELECT MIN(id) FROM xp_ledger WHERE partner_id = 98 AND entry_type = 'correction')"))
     found = {m["check"] for m in reconcile_now(full=True).details["found"]}
     assert {"checkin_paid_once", "balance_matches_ledger"} <= found

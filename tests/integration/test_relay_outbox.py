@@ -70,7 +70,8 @@ def emit_events(count: int, now: datetime = T) -> list[str]:
 
 
 def relay(sink, now: datetime, batch_size: int = 10):
-    return relay_outbox.run(db.get_engine(), now, sink, Limits(batch_size=batch_size, budget_s=10))
+    return relay_outbox.run(db.get_engine(), now, sink, Limits(batch_size=batch_size, budget_s=10),
+                            retention_engine=db.get_retention_engine())
 
 
 def rows(conn) -> list:

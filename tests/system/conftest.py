@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from rewards import db
-from tests.support.database import flush_redis_test_databases, truncate_tables
+from tests.support.database import admin_transaction, flush_redis_test_databases, truncate_tables
 from tests.support.invariants import assert_invariants
 
 
@@ -25,7 +25,7 @@ def system_broker_url() -> Iterator[str]:
 @pytest.fixture
 def clean_state() -> Iterator[None]:
     flush_redis_test_databases()
-    with db.transaction() as conn:
+    with admin_transaction() as conn:
         truncate_tables(conn)
     yield
     with db.get_engine().connect() as conn:
