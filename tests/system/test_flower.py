@@ -39,6 +39,7 @@ from sqlalchemy import text
 
 from rewards import contract, db
 from rewards.client import RewardsClient
+from tests.support.database import admin_transaction
 from tests.support.invariants import assert_invariants
 
 pytestmark = pytest.mark.system
@@ -201,8 +202,9 @@ def stack(broker_env, tmp_path_factory) -> Iterator[Stack]:
 
 def _delete_partners(partner_ids: tuple[int, ...]) -> None:
     # Every table with a partner_id column, found in the schema, so a table
-    # added later is cleaned too; then the partners themselves.
-    with db.transaction() as connection:
+    # added later is cleaned too; then the partners themselves. As the owner:
+    # no job deletes ledger, audit or check-in rows.
+    with admin_transaction() as connection:
         tables = connection.execute(text(
             "SELECT table_name FROM information_schema.columns "
             "WHERE column_name = 'partner_id' AND table_schema = current_schema()")).scalars().all()
