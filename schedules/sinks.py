@@ -22,10 +22,11 @@ from typing import Protocol
 
 from kombu import Connection, Exchange, Producer, Queue
 
+from rewards import contract
 from rewards.ledger.outbox import Message
 from rewards.settings import Settings, broker_transport, broker_transport_options
 
-EVENTS_QUEUE_NAME = "rewards.events"
+EVENTS_QUEUE_NAME = contract.EVENTS_QUEUE
 # The same shape kombu's SimpleQueue("rewards.events") declares, so a consumer
 # can read it with nothing more than the queue's name.
 EVENTS_QUEUE = Queue(EVENTS_QUEUE_NAME, Exchange(EVENTS_QUEUE_NAME, type="direct"),

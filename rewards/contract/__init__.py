@@ -47,6 +47,9 @@ MAINTENANCE_RELAY_OUTBOX = MAINTENANCE_PREFIX + "relay_outbox"
 MAINTENANCE_SWEEP_STALE_TASKS = MAINTENANCE_PREFIX + "sweep_stale_tasks"
 MAINTENANCE_UPDATE_LEADERBOARDS = MAINTENANCE_PREFIX + "update_leaderboards"
 
+# Where the outbox relay publishes events for upstream apps (queue sink).
+EVENTS_QUEUE = "rewards.events"
+
 # The clients of the engine and the queues each may send to (DESIGN.md
 # section 12). Workers consume every queue and send only retries of what
 # they consume; they are not a sending role here.

@@ -1,0 +1,206 @@
+"""RabbitMQ users by role: an upstream app sends partner jobs and nothing else, by any route.
+
+The project provisions the users (rewards.access.rabbitmq) on a vhost of
+this module's own; a real worker runs as the worker user, and every producer
+is a process of its own holding one role's credentials, as an upstream app,
+an operator's CLI or beat would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import text
+
+from rewards import contract, db
+from rewards.access import rabbitmq
+from tests.support.database import count
+from tests.support.processes import REPO_ROOT, start_worker_process, wait_until
+
+pytestmark = pytest.mark.system
+
+VHOST = "rewards_test_roles"
+USERS = {role: (f"rewards_test_{role}", f"{role}-test-password") for role in rabbitmq.ROLES}
+AT = "2026-06-01T10:00:00+00:00"
+OPERATOR_AND_MAINTENANCE_JOBS = [contract.ADJUST] + [
+    contract.MAINTENANCE_EXPIRE_STREAKS, contract.MAINTENANCE_STREAK_RISK, contract.MAINTENANCE_RECONCILE,
+    contract.MAINTENANCE_RELAY_OUTBOX, contract.MAINTENANCE_SWEEP_STALE_TASKS,
+    contract.MAINTENANCE_UPDATE_LEADERBOARDS]
+ADJUSTMENT = {"partner_id": 1, "amount": 1_000_000_000, "reason": "mint", "request_id": "mint"}
+# Jobs to a queue of the wrong role are refused by the broker before they
+# are queued; a result would never come, so producers wait this long at most.
+RESULT_TIMEOUT_S = 30
+
+
+def url(role: str) -> str:
+    host = urlsplit(os.environ.get("REWARDS_SYSTEM_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/x")).netloc
+    username, password = USERS[role]
+    return f"amqp://{username}:{password}@{host.rpartition('@')[2]}/{VHOST}"
+
+
+@pytest.fixture(scope="module")
+def provisioned() -> Iterator[None]:
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", VHOST], capture_output=True)
+    rabbitmq.apply(VHOST, USERS)
+    yield
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", VHOST], capture_output=True)
+
+
+@pytest.fixture
+def worker(provisioned, clean_state, tmp_path):
+    process = start_worker_process("roles", ",".join(contract.QUEUES), {"CELERY_BROKER_URL": url("worker")},
+                                   tmp_path)
+    # The worker declares the topology the producers publish into.
+    wait_until(lambda: _queues_declared(), 60, "the worker to declare its queues", (process,))
+    yield process
+    process.kill()
+
+
+def _queues_declared() -> bool:
+    listed = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", VHOST, "name"], capture_output=True,
+                            text=True).stdout.split()
+    return set(contract.QUEUES) <= set(listed)
+
+
+PRODUCER = """
+import json, sys
+from rewards import contract
+from rewards.client import RewardsClient
+client = RewardsClient()
+outcomes = []
+for name, kwargs, route in json.load(sys.stdin):
+    try:
+        if route == "contract":
+            sent = client.send(name, **kwargs)
+        else:  # through an exchange of the sender's choosing: its queue, or the default one to the job's queue
+            queue = route["exchange"] or contract.queue_for(name)
+            sent = client.app.send_task(name, kwargs=kwargs, queue=contract.producer_queue(queue),
+                                        exchange=route["exchange"], routing_key=queue, **route.get("options", {}))
+        outcomes.append({"result": sent.get(timeout=%d)})
+    except Exception as error:
+        outcomes.append({"error": type(error).__name__ + ": " + str(error)})
+client.close()
+json.dump(outcomes, sys.stdout)
+""" % RESULT_TIMEOUT_S
+
+
+def produce(role: str, jobs: list[tuple[str, dict, object]]) -> list[dict]:
+    """Send `jobs` as `role` from a process of its own; each job's result, or the error its send raised."""
+    done = subprocess.run([sys.executable, "-c", PRODUCER], cwd=REPO_ROOT, input=json.dumps(jobs),
+                          env=os.environ | {"CELERY_BROKER_URL": url(role)}, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, f"the {role} producer failed:\n{done.stderr}"
+    return json.loads(done.stdout)
+
+
+def partner_flow() -> list[tuple[str, dict, str]]:
+    return [
+        (contract.CHECKIN, {"partner_id": 1, "occurred_at": AT}, "contract"),
+        (contract.CHECKIN_BATCH, {"checkins": [{"partner_id": 2, "occurred_at": AT},
+                                               {"partner_id": 3, "occurred_at": AT}]}, "contract"),
+        (contract.TASK_START, {"partner_id": 1, "task_id": "telegram_bot", "occurred_at": AT}, "contract"),
+        (contract.TASK_CLAIM, {"partner_id": 1, "task_id": "telegram_bot", "occurred_at": AT}, "contract"),
+        (contract.REFERRAL_RECORD, {"referrer_id": 1, "referee_id": 2, "occurred_at": AT}, "contract"),
+        (contract.PARTNER_UPDATE, {"partner_id": 3, "timezone": "Europe/Berlin", "occurred_at": AT}, "contract"),
+    ]
+
+
+def test_the_upstream_user_runs_the_whole_partner_facing_flow_and_reads_every_result(worker):
+    outcomes = produce(contract.ROLE_UPSTREAM, partner_flow())
+
+    assert [outcome.get("result", outcome)["status"] for outcome in outcomes] == ["applied"] * 6
+    with db.get_engine().connect() as conn:
+        xp = dict(conn.execute(text("SELECT id, xp FROM partner ORDER BY id")).all())
+    assert xp == {1: 10 + 100, 2: 10, 3: 10}
+
+
+def test_the_upstream_user_cannot_send_an_operator_or_maintenance_job_by_any_route(worker):
+    routes = {
+        "its own exchange": "contract",
+        "the default exchange": {"exchange": ""},
+        "a partner exchange": {"exchange": contract.QUEUE_CLAIMS},
+    }
+    jobs = [(name, ADJUSTMENT if name == contract.ADJUST else {}, route)
+            for name in OPERATOR_AND_MAINTENANCE_JOBS for route in routes.values()]
+
+    outcomes = produce(contract.ROLE_UPSTREAM, jobs)
+
+    by_route = {label: outcomes[index::len(routes)] for index, label in enumerate(routes)}
+    for outcome in by_route["its own exchange"]:
+        assert "AccessRefused" in outcome.get("error", ""), outcome
+    for outcome in by_route["the default exchange"]:
+        assert "ACCESS_REFUSED - access to exchange 'amq.default'" in outcome.get("error", ""), outcome
+    # Write access to `claims` lets it land there; the worker refuses it.
+    for outcome in by_route["a partner exchange"]:
+        assert (outcome["result"]["status"], outcome["result"]["reason"]) == ("rejected", "not_permitted")
+    with db.get_engine().connect() as conn:
+        assert [count(conn, table) for table in ("partner", "xp_ledger", "adjustment", "audit_event")] == [0] * 4
+        refused = conn.execute(text("SELECT task_name, reason FROM job_failure ORDER BY task_name")).all()
+    assert refused == sorted((name, "not_permitted") for name in OPERATOR_AND_MAINTENANCE_JOBS)
+
+
+def test_a_producer_cannot_claim_to_be_another_user(worker):
+    forged = (contract.CHECKIN, {"partner_id": 1, "occurred_at": AT},
+              {"exchange": contract.QUEUE_CHECKINS, "options": {"user_id": USERS[contract.ROLE_OPERATOR][0]}})
+
+    [outcome] = produce(contract.ROLE_UPSTREAM, [forged])
+
+    assert "PRECONDITION_FAILED - user_id property set to 'rewards_test_operator'" in outcome["error"]
+    with db.get_engine().connect() as conn:
+        assert count(conn, "checkin") == 0
+
+
+def test_the_operator_user_adjusts_under_its_vouched_name_and_replays_maintenance_but_not_the_future(worker):
+    future = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
+    adjusted, replayed, refused = produce(contract.ROLE_OPERATOR, [
+        (contract.ADJUST, ADJUSTMENT, "contract"),
+        (contract.MAINTENANCE_RECONCILE, {"now": AT, "full": True}, "contract"),
+        (contract.MAINTENANCE_EXPIRE_STREAKS, {"now": future}, "contract"),
+    ])
+
+    assert adjusted["result"]["status"] == "applied"
+    assert (replayed["result"]["job"], replayed["result"]["skipped"]) == (contract.MAINTENANCE_RECONCILE, None)
+    assert (refused["result"]["status"], refused["result"]["reason"]) == ("rejected", "in_future")
+    with db.get_engine().connect() as conn:
+        audit = conn.execute(text("SELECT payload FROM audit_event WHERE event_type = 'adjustment'")).scalar_one()
+    assert (audit["sent_by"], audit["sent_by_verified"]) == (USERS[contract.ROLE_OPERATOR][0], True)
+
+
+def test_beat_runs_its_schedule_as_the_beat_user_which_may_send_nothing_else(worker, tmp_path):
+    produce(contract.ROLE_UPSTREAM, [(contract.CHECKIN, {"partner_id": 1, "occurred_at": AT}, "contract")])
+    beat = start_beat(tmp_path, {"REWARDS_EXPIRE_STREAKS_EVERY_S": "1"})
+    try:
+        # The check-in of June is long lost: expiry, sent by beat, resets it.
+        wait_until(lambda: streak_of(1) == 0, 60, "beat's expiry run to reset the lost streak", (worker, beat))
+        assert "ERROR" not in beat.log_tail(lines=1000), beat.log_tail()
+    finally:
+        beat.kill()
+
+    [outcome] = produce(contract.ROLE_BEAT, [(contract.CHECKIN, {"partner_id": 2, "occurred_at": AT}, "contract")])
+    assert "AccessRefused" in outcome["error"]
+
+
+def streak_of(partner_id: int) -> int:
+    with db.get_engine().connect() as conn:
+        return conn.execute(text("SELECT checkin_streak FROM partner WHERE id = :id"), {"id": partner_id}).scalar()
+
+
+def start_beat(folder: Path, extra_env: dict[str, str]):
+    from tests.support.processes import WorkerProcess
+
+    log_path = folder / "beat.log"
+    command = [sys.executable, "-m", "celery", "-A", "workers", "beat", "--loglevel=INFO",
+               "--schedule", str(folder / "beat-schedule")]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True, stdout=log,
+                                   stderr=subprocess.STDOUT,
+                                   env=os.environ | {"CELERY_BROKER_URL": url(contract.ROLE_BEAT)} | extra_env)
+    return WorkerProcess("beat", process, log_path)

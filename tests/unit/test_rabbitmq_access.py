@@ -1,0 +1,50 @@
+"""RabbitMQ permissions by role, derived from the contract's queues (rewards.access.rabbitmq)."""
+
+import base64
+import hashlib
+import json
+import re
+
+import pytest
+
+from rewards import contract
+from rewards.access import rabbitmq
+
+
+def writable(role: str, exchange: str) -> bool:
+    return re.fullmatch(rabbitmq.permissions(role).write, exchange) is not None
+
+
+@pytest.mark.parametrize("role", contract.SENDING_ROLES)
+def test_a_sending_role_writes_exactly_its_queues_exchanges_and_configures_nothing(role):
+    granted = rabbitmq.permissions(role)
+    assert [name for name in contract.QUEUES if writable(role, name)] == list(contract.QUEUES_BY_ROLE[role])
+    assert not any(writable(role, name) for name in ("amq.default", "", "celeryev", "celery.pidbox",
+                                                      "checkinsx", "xclaims", "rewards.events"))
+    assert re.fullmatch(granted.configure, "checkins") is None and granted.configure == "^$"
+
+
+def test_upstream_reads_only_the_events_queue_and_workers_own_everything():
+    assert re.fullmatch(rabbitmq.permissions("upstream").read, "rewards.events")
+    assert not re.fullmatch(rabbitmq.permissions("upstream").read, "operator")
+    assert vars(rabbitmq.permissions("worker")) == {"configure": ".*", "write": ".*", "read": ".*"}
+
+
+def test_an_unknown_role_is_named():
+    with pytest.raises(ValueError, match="unknown role 'admin'; roles: upstream, operator, beat, worker"):
+        rabbitmq.permissions("admin")
+
+
+def test_the_password_hash_is_rabbitmqs_salted_sha256():
+    salt = b"\x90\x8d\xc6\x0a"
+    hashed = base64.b64decode(rabbitmq.password_hash("secret", salt))
+    assert hashed == salt + hashlib.sha256(salt + b"secret").digest()
+
+
+def test_definitions_hold_each_user_with_its_permissions_and_no_password_in_clear():
+    users = {"upstream": ("app", "pw-app"), "worker": ("engine", "pw-engine")}
+    document = json.loads(rabbitmq.definitions("rewards", users))
+    assert [user["name"] for user in document["users"]] == ["app", "engine"]
+    assert "pw-app" not in json.dumps(document)
+    assert {(p["user"], p["write"]) for p in document["permissions"]} == {("app", "^(checkins|claims)$"),
+                                                                          ("engine", ".*")}
