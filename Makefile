@@ -8,8 +8,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 # The test suite's servers. Override to run two suites side by side, e.g.
-# `make test TEST_DB=rewards_test_2 BROKER_DB=10 BACKEND_DB=11 SYSTEM_BROKER_DB=9 LEADERBOARD_DB=8`.
+# `make test TEST_DB=rewards_test_2 TEST_REDIS_PORT=6380` (a Redis of its own,
+# started by .ci/services.sh if none answers there), or other database numbers
+# on the same Redis: `BROKER_DB=10 BACKEND_DB=11 SYSTEM_BROKER_DB=9 LEADERBOARD_DB=8`.
 TEST_DB ?= rewards_test
+TEST_REDIS_PORT ?= 6379
 BROKER_DB ?= 14
 BACKEND_DB ?= 15
 LEADERBOARD_DB ?= 13
@@ -26,10 +29,10 @@ TEST_ENV := REWARDS_DATABASE_URL=postgresql+psycopg://rewards_test_worker@$(TEST
 	REWARDS_READ_DATABASE_URL=postgresql+psycopg://rewards_test_reader@$(TEST_PG) \
 	REWARDS_RETENTION_DATABASE_URL=postgresql+psycopg://rewards_test_retention@$(TEST_PG) \
 	REWARDS_TEST_ADMIN_DATABASE_URL=$(TEST_ADMIN_URL) \
-	CELERY_BROKER_URL=redis://127.0.0.1:6379/$(BROKER_DB) \
-	CELERY_RESULT_BACKEND=redis://127.0.0.1:6379/$(BACKEND_DB) \
-	REWARDS_SYSTEM_BROKER_URL=redis://127.0.0.1:6379/$(SYSTEM_BROKER_DB) \
-	REWARDS_REDIS_URL=redis://127.0.0.1:6379/$(LEADERBOARD_DB) \
+	CELERY_BROKER_URL=redis://127.0.0.1:$(TEST_REDIS_PORT)/$(BROKER_DB) \
+	CELERY_RESULT_BACKEND=redis://127.0.0.1:$(TEST_REDIS_PORT)/$(BACKEND_DB) \
+	REWARDS_SYSTEM_BROKER_URL=redis://127.0.0.1:$(TEST_REDIS_PORT)/$(SYSTEM_BROKER_DB) \
+	REWARDS_REDIS_URL=redis://127.0.0.1:$(TEST_REDIS_PORT)/$(LEADERBOARD_DB) \
 	REWARDS_SYSTEM_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/$(TEST_VHOST)
 
 .PHONY: help install demo services browser migrate test test-fast chaos up down flower bench bench-leaderboard clean
@@ -52,7 +55,7 @@ demo: $(STAMP) ## Simulate a month through a real worker (no servers needed) and
 	$(BIN)/rewards demo
 
 services: ## Install (apt-get) and start PostgreSQL, Redis and RabbitMQ if needed; create the test database and vhost
-	@REWARDS_TEST_DB=$(TEST_DB) REWARDS_TEST_VHOST=$(TEST_VHOST) bash .ci/services.sh
+	@REWARDS_TEST_DB=$(TEST_DB) REWARDS_TEST_VHOST=$(TEST_VHOST) REDIS_PORT=$(TEST_REDIS_PORT) bash .ci/services.sh
 
 browser: ## Install (apt-get) headless Chromium, which the Flower dashboard test drives
 	@bash .ci/chromium.sh
