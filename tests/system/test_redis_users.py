@@ -10,6 +10,7 @@ only provisions them and inspects the broker.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -26,6 +27,7 @@ from rewards import contract, db, deadletters, settings
 from rewards.access import redis as redis_access
 from tests.integration.test_retries import hold_partner_lock
 from tests.integration.test_trust_boundaries import AT, PAYLOADS, snapshot
+from tests.system.test_worker_crash import LIMITS_ENV
 from tests.support.processes import REPO_ROOT, start_worker_process, wait_until
 
 pytestmark = pytest.mark.system
@@ -106,27 +108,35 @@ def denials(admin: redis.Redis, role: str) -> int:
     return sum(int(entry["count"]) for entry in admin.acl_log(128) if entry["username"] == username)
 
 
+def start_acl_worker(name: str, admin: redis.Redis, broker_url: str, log_dir: Path, limits: dict[str, str]):
+    """A worker consuming every queue as the worker user, once it consumes."""
+    current = settings.get()
+    env = limits | {"CELERY_BROKER_URL": as_user(broker_url, "worker"),
+                    "CELERY_RESULT_BACKEND": as_user(current.result_backend, "worker"),
+                    "REWARDS_DEAD_LETTER_URL": as_user(current.result_backend, "worker"),
+                    "REWARDS_REDIS_URL": as_user(current.redis_url or current.result_backend, "worker")}
+    worker = start_worker_process(name, ",".join(contract.QUEUES), env, log_dir)
+    # Its remote-control queue is bound once it consumes (kombu's binding table of celery.pidbox).
+    pidbox = redis_access.BINDING_TABLE % redis_access.REMOTE_CONTROL_EXCHANGE
+    wait_until(lambda: any(f"{name}@".encode() in member for member in admin.smembers(pidbox)), 60,
+               f"{name} to start as the worker user", (worker,))
+    return worker
+
+
 @pytest.fixture
 def acl_worker(redis_users, system_broker_url, clean_state, tmp_path: Path):
-    """A worker consuming every queue as the worker user; no Redis command of it may be refused."""
-    current = settings.get()
-    env = {"CELERY_BROKER_URL": as_user(system_broker_url, "worker"),
-           "CELERY_RESULT_BACKEND": as_user(current.result_backend, "worker"),
-           "REWARDS_DEAD_LETTER_URL": as_user(current.result_backend, "worker"),
-           "REWARDS_REDIS_URL": as_user(current.redis_url or current.result_backend, "worker"),
-           "REWARDS_LOCK_TIMEOUT_MS": "500"}
+    """A worker as the worker user; no Redis command of it may be refused."""
     refused_before = denials(redis_users, "worker")
-    worker = start_worker_process("acl-worker", ",".join(contract.QUEUES), env, tmp_path)
+    worker = None
     try:
-        # Its remote-control queue is bound once it consumes (kombu's binding table of celery.pidbox).
-        pidbox = redis_access.BINDING_TABLE % redis_access.REMOTE_CONTROL_EXCHANGE
-        wait_until(lambda: any(b"acl-worker@" in member for member in redis_users.smembers(pidbox)), 60,
-                   "the worker to start as its ACL user", (worker,))
+        worker = start_acl_worker("acl-worker", redis_users, system_broker_url, tmp_path,
+                                  {"REWARDS_LOCK_TIMEOUT_MS": "500"})
         yield worker
         assert worker.alive(), f"the worker died:\n{worker.log_tail()}"
         assert denials(redis_users, "worker") == refused_before, redis_users.acl_log(20)
     finally:
-        worker.kill()
+        if worker is not None:
+            worker.kill()
 
 
 def applied(outcome: dict) -> bool:
@@ -252,3 +262,61 @@ def test_the_worker_retries_stores_results_and_keeps_dead_letters_with_its_own_u
         assert [kept.id for kept in deadletters.pending(url)] == ["acl-test"]
     finally:
         redis.Redis.from_url(url).hdel(deadletters.HASH_KEY, letter.id)
+
+
+def send_checkins(broker_url: str, partner_ids: range) -> None:
+    """Fire-and-forget check-ins on one day, as the upstream user."""
+    subprocess.run([sys.executable, "-c", "import sys\nfrom rewards.client import RewardsClient\n"
+                    "client = RewardsClient()\n"
+                    "for p in range(int(sys.argv[1]), int(sys.argv[2])): client.checkin(p, sys.argv[3], "
+                    "ignore_result=True)\n", str(partner_ids.start), str(partner_ids.stop), AT],
+                   cwd=REPO_ROOT, check=True, timeout=120,
+                   env=os.environ | {"CELERY_BROKER_URL": as_user(broker_url, "upstream"),
+                                     "CELERY_RESULT_BACKEND": as_user(settings.get().result_backend, "upstream")})
+
+
+def unacknowledged_partners(broker: redis.Redis) -> set[int]:
+    """The partners of the check-ins kombu holds as unacknowledged (`unacked`: [message, exchange, routing key])."""
+    partners = set()
+    for raw in broker.hvals("unacked"):
+        message = json.loads(raw)[0]
+        _, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+        partners.add(kwargs["partner_id"])
+    return partners
+
+
+def checked_in(partner_ids) -> set[int]:
+    with db.get_engine().connect() as conn:
+        return set(conn.execute(text("SELECT partner_id FROM checkin WHERE partner_id = ANY(:ids)"),
+                                {"ids": list(partner_ids)}).scalars())
+
+
+def test_a_killed_workers_messages_are_restored_and_applied_once_with_the_worker_user(
+        redis_users, system_broker_url, clean_state, tmp_path):
+    # The visibility-timeout sweep (its lock, its script, RPUSH back onto the
+    # queue) is the worker's rarest use of Redis: make it happen.
+    refused_before = denials(redis_users, "worker")
+    broker = redis.Redis.from_url(system_broker_url)
+    partners = range(100, 400)
+    first = start_acl_worker("acl-first", redis_users, system_broker_url, tmp_path, LIMITS_ENV)
+    send_checkins(system_broker_url, partners)
+    wait_until(lambda: broker.hlen("unacked") > 0, 30, "the worker to hold unacknowledged messages", (first,))
+    first.kill()
+    in_flight = unacknowledged_partners(broker)
+    assert in_flight  # the fault happened: messages were in flight when the worker died
+
+    second = start_acl_worker("acl-second", redis_users, system_broker_url, tmp_path, LIMITS_ENV)
+    try:
+        wait_until(lambda: checked_in(in_flight) == in_flight and broker.hlen("unacked") == 0, 90,
+                   "the in-flight check-ins restored and applied", (second,))
+        # A message BRPOP took but kombu had not yet recorded is lost with
+        # the worker (DESIGN.md section 10): the producer sends again, and
+        # what was applied comes back a duplicate.
+        send_checkins(system_broker_url, partners)
+        wait_until(lambda: len(checked_in(partners)) == len(partners) and broker.llen("checkins") == 0, 90,
+                   "every check-in applied", (second,), progress=lambda: f"{len(checked_in(partners))} applied")
+        with db.get_engine().connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM xp_ledger")).scalar() == len(partners)
+    finally:
+        second.kill()
+    assert denials(redis_users, "worker") == refused_before, redis_users.acl_log(20)
