@@ -375,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     job = commands.add_parser("job", help="the outcome PostgreSQL holds for an idempotency key")
     job.add_argument("key", help="a job's key, e.g. checkin:42:2026-03-02 or adjustment:ticket-981")
     job.set_defaults(handler=cmd_job)
+    from rewards.cli import access
+
+    access.add_parser(commands)
     return parser
 
 

@@ -101,3 +101,22 @@ def test_the_acl_file_has_a_line_per_user_hashed_passwords_and_the_default_user_
 def test_bad_users_are_refused_naming_the_problem(users, complaint):
     with pytest.raises(ValueError, match=complaint.replace("(", r"\(").replace(")", r"\)")):
         redis_access.acl_file_lines(users)
+
+
+def test_the_cli_takes_each_roles_user_and_password_from_the_environment_or_a_file(tmp_path):
+    from rewards.cli.access import redis_users
+
+    secret = tmp_path / "worker_password"
+    secret.write_text("from-a-file\n")
+    environ = {"REWARDS_REDIS_UPSTREAM_PASSWORD": "up", "REWARDS_REDIS_UPSTREAM_USER": "app_one",
+               "REWARDS_REDIS_WORKER_PASSWORD_FILE": str(secret)}
+
+    assert redis_users(environ) == {"upstream": ("app_one", "up"), "worker": ("rewards_worker", "from-a-file")}
+
+
+def test_the_cli_without_any_password_names_the_variables_to_set():
+    from rewards.cli.access import redis_users
+    from rewards.settings import ConfigError
+
+    with pytest.raises(ConfigError, match="REWARDS_REDIS_UPSTREAM_PASSWORD"):
+        redis_users({})
