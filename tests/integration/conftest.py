@@ -25,6 +25,7 @@ from tests.support.database import (
     truncate_tables,
 )
 from tests.support.invariants import assert_invariants
+from tests.support.oracle import assert_agrees_with_model
 from workers import app
 
 
@@ -60,11 +61,25 @@ def admin_conn() -> Iterator[Connection]:
 
 
 @pytest.fixture(autouse=True)
-def clean_database() -> Iterator[None]:
-    """Every integration test starts empty and ends with DESIGN.md section 5's invariants holding."""
+def clean_database(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every integration test starts empty and ends with DESIGN.md section 5's invariants holding
+    and every partner's figures agreeing with the reference model (tests/support/oracle.py)."""
     with admin_transaction() as connection:
         truncate_tables(connection)
     flush_leaderboards()
     yield
     with db.get_engine().connect() as connection:
         assert_invariants(connection)
+        exempt = outside_the_model(request)
+        if exempt is not None:
+            assert_agrees_with_model(connection, exempt)
+
+
+def outside_the_model(request: pytest.FixtureRequest) -> set[int] | None:
+    """The partners a test declared outside the model's scope; None when it declared all of them."""
+    marker = request.node.get_closest_marker("outside_the_model")
+    if marker is None:
+        return set()
+    assert marker.kwargs.get("reason"), "outside_the_model needs a reason= saying what the model cannot see"
+    partners = marker.kwargs.get("partners")
+    return None if partners is None else set(partners)
