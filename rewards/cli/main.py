@@ -21,6 +21,7 @@
     rewards failures list                    jobs that failed (job_failure, and dead letters still in Redis)
     rewards failures retry 7 | --all         send failed jobs again; an applied one comes back `duplicate`
     rewards job checkin:42:2026-03-02        the outcome PostgreSQL holds for an idempotency key
+    rewards access redis-acl [--apply URL]   the Redis users of each role: an ACL file, or set them
 
 Errors are one line naming the problem and what to do; exit codes: 0 done,
 1 the job was rejected or failed, the partner is unknown, or reconcile found
