@@ -1,6 +1,5 @@
 """Streak expiry: lost streaks go to 0 in each partner's own time zone, freezes honoured."""
 
-import threading
 from datetime import date, datetime, timedelta, timezone
 
 from rewards import contract, db
@@ -8,6 +7,13 @@ from schedules import expire_streaks
 from schedules.runner import LOCK_HELD
 from tests.support.database import partner_row
 from tests.support.jobs import run
+from tests.support.races import (
+    Background,
+    advisory_lock_holders,
+    holding_partners,
+    patient_engine,
+    without_waiting,
+)
 from tests.support.streaks import checkin, events, set_partner
 
 UTC = timezone.utc
@@ -119,25 +125,23 @@ def test_a_run_that_finds_the_lock_held_skips_and_changes_nothing(client, conn):
     assert expire(datetime(2026, 1, 20, tzinfo=UTC)).changed == 1
 
 
-def test_two_runs_started_together_reset_each_streak_once(client, conn):
+def test_a_run_started_while_another_is_resetting_skips_and_the_first_resets_each_streak_once(client, conn):
     partner_ids = range(80, 110)
     for partner_id in partner_ids:
         checkin(client, partner_id, SATURDAY)
-    barrier = threading.Barrier(2)
-    summaries = []
-
-    def one_run():
-        barrier.wait()
-        summaries.append(expire_streaks.run(db.get_engine(), datetime(2026, 1, 20, tzinfo=UTC), 5))
-
-    threads = [threading.Thread(target=one_run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    # Either the second run found the lock held, or it started after the
-    # first had finished and found nothing left: never both resetting.
-    assert sorted((s.skipped or "", s.changed) for s in summaries) in (
-        [("", 0), ("", len(partner_ids))], [("", len(partner_ids)), (LOCK_HELD, 0)])
+    now = datetime(2026, 1, 20, tzinfo=UTC)
+    # The test holds every partner row, so the first run stops at its first
+    # reset, inside its advisory lock, for as long as the test likes.
+    with holding_partners(*partner_ids) as holder:
+        first = Background("the first run", lambda: expire_streaks.run(patient_engine(), now, 5))
+        holder.wait_for_waiters(1, "the first run to wait on its first reset", first.failed)
+        # The run holds its advisory lock on a session of its own, beside the batch's.
+        [lock_holder] = advisory_lock_holders(contract.MAINTENANCE_EXPIRE_STREAKS)
+        second = without_waiting("the second run", lambda: expire(now))
+        assert (second.skipped, second.examined, second.changed, second.batches) == (LOCK_HELD, 0, 0, 0)
+        assert advisory_lock_holders(contract.MAINTENANCE_EXPIRE_STREAKS) == [lock_holder]
+        assert set(streaks(conn, *partner_ids)) == {1} and events(conn, "streak.lost") == []
+    summary = first.result()
+    assert (summary.skipped, summary.examined, summary.changed) == (None, 30, 30)
     assert len(events(conn, "streak.lost")) == len(partner_ids)
     assert set(streaks(conn, *partner_ids)) == {0}

@@ -1,13 +1,14 @@
 """The stale-task sweep: STARTED attempts older than STALE_TASK_DAYS expire, once, and can start again."""
 
-import threading
 from datetime import timedelta
 
 from sqlalchemy import text
 
 from rewards import db
 from schedules import sweep_stale_tasks
+from schedules.runner import LOCK_HELD
 from tests.support.jobs import START, claim, start
+from tests.support.races import Background, advisory_lock_holders, holding, patient_engine, without_waiting
 
 STALE_AFTER_DAYS = 7
 
@@ -51,26 +52,34 @@ def test_an_expired_task_starts_again_as_a_new_attempt_and_pays_once(client, con
     assert conn.execute(text("SELECT xp FROM partner WHERE id = 303")).scalar() == 100
 
 
-def test_two_sweeps_started_at_once_expire_each_stale_attempt_once(client, conn):
-    for partner_id in range(310, 330):
+def test_a_sweep_started_while_another_is_expiring_skips_and_the_first_expires_each_attempt_once(
+        client, conn):
+    partner_ids = list(range(310, 330))
+    for partner_id in partner_ids:
         start(client, partner_id, "ambassador_hub")
-    summaries = []
-    barrier = threading.Barrier(2)
-
-    def sweep_in_thread():
-        barrier.wait()
-        summaries.append(sweep(days_after_start=8, batch_size=5))
-
-    threads = [threading.Thread(target=sweep_in_thread) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-
-    assert sum(summary.changed for summary in summaries) == 20
-    assert min(summary.changed for summary in summaries) == 0  # skipped on the lock, or found nothing left
+    now = START + timedelta(days=8)
+    # The test holds every attempt's row, so the first sweep stops at its first
+    # expiry, inside its advisory lock, for as long as the test likes.
+    every_attempt = "SELECT 1 FROM partner_task WHERE partner_id = ANY(:ids) FOR UPDATE"
+    with holding(every_attempt, ids=partner_ids) as holder:
+        first = Background("the first sweep", lambda: sweep_stale_tasks.run(patient_engine(), now, 5,
+                                                                           STALE_AFTER_DAYS))
+        holder.wait_for_waiters(1, "the first sweep to wait on its first expiry", first.failed)
+        # The run holds its advisory lock on a session of its own, beside the batch's.
+        [lock_holder] = advisory_lock_holders(sweep_stale_tasks.JOB)
+        second = without_waiting("the second sweep", lambda: sweep(days_after_start=8))
+        assert (second.skipped, second.examined, second.changed, second.batches) == (LOCK_HELD, 0, 0, 0)
+        assert advisory_lock_holders(sweep_stale_tasks.JOB) == [lock_holder]
+        assert expired_count(conn) == 0
+    summary = first.result()
+    assert (summary.skipped, summary.examined, summary.changed) == (None, 20, 20)
+    assert expired_count(conn) == 20
     assert conn.execute(text("SELECT COUNT(*) FROM audit_event WHERE event_type = 'task.expired'")).scalar() == 20
-    assert conn.execute(text("SELECT COUNT(*) FROM partner_task WHERE status = 'EXPIRED'")).scalar() == 20
+    assert conn.execute(text("SELECT COUNT(*) FROM outbox WHERE event_type = 'task.expired'")).scalar() == 20
+
+
+def expired_count(conn) -> int:
+    return conn.execute(text("SELECT COUNT(*) FROM partner_task WHERE status = 'EXPIRED'")).scalar()
 
 
 def test_a_completed_task_is_announced_once_even_when_claimed_twice(client, conn):
