@@ -1,4 +1,4 @@
-"""`rewards demo`: a simulated month through a real worker, checked against the rules.
+"""`rewards demo`: a simulated month through a real worker, checked against the reference model.
 
 With no flags it needs no servers: a SQLite file and kombu's `filesystem://`
 broker in a temporary folder, and a real `celery -A workers worker`
@@ -9,8 +9,11 @@ at PostgreSQL and Redis.
 Two reference partners check in every day, one regular and one PRO, and are
 compared with the reference document's cumulative table; the others follow a
 seeded random month (some PRO, several time zones, missed days, ~5% of jobs
-delivered twice). Every partner's balance is compared with an in-memory model
-built from the same rule functions. Any disagreement exits 1.
+delivered twice). Every job's status, every partner's balance and every
+check-in day's streak and price are compared with the reference model
+(chaos/model.py), which is written from DESIGN.md alone and imports nothing
+from the engine: the demo never checks the engine with its own rule
+functions. Any disagreement exits 1.
 
 The demo never waits silently: each wait checks the worker process and gives
 up (exit 2) when no job has finished for `--stall-s` seconds, naming the
@@ -28,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,7 +43,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, text
 
-from rewards import catalog, contract, db, queries, rules
+from chaos.model import Model, Partner, load_catalog
+from rewards import catalog, contract, db, queries
 from rewards import settings as settings_module
 from rewards.cli import tables
 from rewards.cli.progress import DemoStalled, Progress, WorkerWatch
@@ -57,35 +62,12 @@ PRO_UNTIL = "2100-01-01T00:00:00+00:00"
 
 @dataclass
 class SimPartner:
-    """What the demo expects for one partner, computed with the rule functions."""
+    """Who a simulated partner is; what they must end with is the reference model's to say."""
 
     partner_id: int
     zone: str
     pro: bool
     attendance: float
-    streak_days: int = 0
-    last_day: date | None = None
-    xp: int = 0
-    daily_xp: list[int] = field(default_factory=list)
-    checkin_days: list[date] = field(default_factory=list)
-    freeze_weeks: set[str] = field(default_factory=set)
-    referrals: int = 0
-
-    def check_in(self, day: date, policy: rules.Policy) -> None:
-        missed = rules.frozen_day(self.last_day) if self.last_day else None
-        available = missed is not None and rules.iso_week(missed) not in self.freeze_weeks
-        step = rules.next_streak(self.streak_days, self.last_day, day, pro=self.pro, freeze_available=available)
-        if step.frozen_days:
-            self.freeze_weeks.add(rules.iso_week(missed))
-        self.streak_days, self.last_day = step.streak_days, day
-        self.checkin_days.append(day)
-        granted = rules.checkin_reward(self.streak_days, self.pro, policy).xp_granted
-        self.xp += granted
-        self.daily_xp.append(granted)
-
-    def action_task_met(self, start_day: date, required: int) -> bool:
-        since_start = sum(1 for day in self.checkin_days if day >= start_day)
-        return rules.action_progress(self.streak_days, since_start, required).met
 
 
 @dataclass
@@ -97,7 +79,7 @@ class Tally:
         self.by_status[result["status"]] = self.by_status.get(result["status"], 0) + 1
 
 
-# A job, and the status the rules say it must end with (None: not checked).
+# A job, and the status the reference model says it must end with (None: not checked).
 Job = tuple[str, dict[str, Any], str | None]
 REFEREE_IDS_FROM = 1_000_000
 ADJUSTMENT_XP = 250
@@ -126,8 +108,8 @@ class Demo:
         self.rng = random.Random(seed)
         self.days = days
         self.out = out
-        self.policy = rules.Policy()
         self.partners = make_partners(partners, self.rng)
+        self.model = Model(load_catalog(catalog_file()))
         self.first_day = datetime.now(timezone.utc).date() - timedelta(days=days + 2)
         self.tally = Tally()
         self.problems: list[str] = []
@@ -145,10 +127,14 @@ class Demo:
             self.run_maintenance(client, day, progress)
         self.run_maintenance(client, day, progress, final=True)
 
+    def job(self, name: str, kwargs: dict[str, Any]) -> Job:
+        """A job the demo sends, applied to the reference model in the order the demo sends it."""
+        return name, kwargs, self.model.apply(name, kwargs)
+
     def plan_setup(self) -> list[Job]:
-        return [(contract.PARTNER_UPDATE, {"partner_id": p.partner_id, "timezone": p.zone,
-                                           "occurred_at": "2000-01-01T00:00:00+00:00",
-                                           **({"pro_until": PRO_UNTIL} if p.pro else {})}, "applied")
+        return [self.job(contract.PARTNER_UPDATE, {"partner_id": p.partner_id, "timezone": p.zone,
+                                                   "occurred_at": "2000-01-01T00:00:00+00:00",
+                                                   **({"pro_until": PRO_UNTIL} if p.pro else {})})
                 for p in self.partners]
 
     def with_redeliveries(self, jobs: list[Job]) -> list[Job]:
@@ -162,51 +148,41 @@ class Demo:
         jobs = []
         for partner in self.partners:
             if self.rng.random() < partner.attendance:
-                partner.check_in(day, self.policy)
-                jobs.append((contract.CHECKIN, {"partner_id": partner.partner_id,
-                                                "occurred_at": local_instant(day, partner.zone, self.rng)},
-                             "applied"))
+                jobs.append(self.job(contract.CHECKIN, {
+                    "partner_id": partner.partner_id, "occurred_at": local_instant(day, partner.zone, self.rng)}))
         return jobs
 
     def plan_tasks(self, offset: int, day: date) -> list[Job]:
         """Day 1: start tasks. Days 2-4: referrals. Day 2: social claims. Day 8+: the rest."""
-        def task_job(name: str, partner: SimPartner, task_id: str, expected: str) -> Job:
-            return (name, {"partner_id": partner.partner_id, "task_id": task_id,
-                           "occurred_at": end_of_day(day)}, expected)
+        def task_job(name: str, partner: SimPartner, task_id: str) -> Job:
+            return self.job(name, {"partner_id": partner.partner_id, "task_id": task_id,
+                                   "occurred_at": end_of_day(day)})
 
         jobs: list[Job] = []
         for partner in self.partners:
             pid = partner.partner_id
             if offset == 0:
-                jobs.append(task_job(contract.TASK_START, partner, "telegram_bot", "applied"))
-                jobs.append(task_job(contract.TASK_START, partner, "banking_app", "applied"))  # left to go stale
+                jobs.append(task_job(contract.TASK_START, partner, "telegram_bot"))
+                jobs.append(task_job(contract.TASK_START, partner, "banking_app"))  # left to go stale
                 if pid % 3 == 0:
-                    jobs.append(task_job(contract.TASK_START, partner, "invite_3_friends", "applied"))
+                    jobs.append(task_job(contract.TASK_START, partner, "invite_3_friends"))
                 if pid % 4 == 0:
-                    jobs.append(task_job(contract.TASK_START, partner, "daily_checkin_5", "applied"))
+                    jobs.append(task_job(contract.TASK_START, partner, "daily_checkin_5"))
             if 1 <= offset <= 3 and pid % 6 == 0:
-                partner.referrals += 1
-                jobs.append((contract.REFERRAL_RECORD, {"referrer_id": pid,
-                                                        "referee_id": REFEREE_IDS_FROM + pid * 10 + offset,
-                                                        "occurred_at": end_of_day(day)}, "applied"))
+                jobs.append(self.job(contract.REFERRAL_RECORD, {
+                    "referrer_id": pid, "referee_id": REFEREE_IDS_FROM + pid * 10 + offset,
+                    "occurred_at": end_of_day(day)}))
             if offset == 1 and pid % 5 != 0:
-                jobs.append(task_job(contract.TASK_CLAIM, partner, "telegram_bot", "applied"))
-                partner.xp += rules.task_reward(100, partner.pro, self.policy).xp_granted
+                jobs.append(task_job(contract.TASK_CLAIM, partner, "telegram_bot"))
             if offset == 7 and pid % 3 == 0:
-                met = partner.referrals >= 3
-                partner.xp += rules.task_reward(500, partner.pro, self.policy).xp_granted if met else 0
-                jobs.append(task_job(contract.TASK_CLAIM, partner, "invite_3_friends",
-                                     "applied" if met else "rejected"))
+                jobs.append(task_job(contract.TASK_CLAIM, partner, "invite_3_friends"))
             if offset == 8 and pid % 4 == 0:
-                met = partner.action_task_met(self.first_day, 5)
-                partner.xp += rules.task_reward(250, partner.pro, self.policy).xp_granted if met else 0
-                jobs.append(task_job(contract.TASK_CLAIM, partner, "daily_checkin_5",
-                                     "applied" if met else "rejected"))
+                jobs.append(task_job(contract.TASK_CLAIM, partner, "daily_checkin_5"))
         if offset == 9:
-            self.partners[2].xp += ADJUSTMENT_XP
-            jobs.append((contract.ADJUST, {"partner_id": self.partners[2].partner_id, "amount": ADJUSTMENT_XP,
-                                           "reason": "goodwill credit after a support ticket",
-                                           "request_id": "demo-support-1"}, "applied"))
+            jobs.append(self.job(contract.ADJUST, {"partner_id": self.partners[2].partner_id,
+                                                   "amount": ADJUSTMENT_XP,
+                                                   "reason": "goodwill credit after a support ticket",
+                                                   "request_id": "demo-support-1"}))
         return jobs
 
     def run_maintenance(self, client, day: date, progress, final: bool = False) -> None:
@@ -229,9 +205,8 @@ class Demo:
             results.append(result)
             if "status" in result:
                 self.tally.add(result)
-            if expected is not None and result.get("status") != expected:
-                self.problems.append(f"{name} {kwargs}: {result.get('status')} ({result.get('reason')}), "
-                                     f"the rules say {expected}")
+            if expected is not None and status_of(result) != expected:
+                self.problems.append(f"{name} {kwargs}: {status_of(result)}, the reference model says {expected}")
             progress.completed()
         progress.show()
         return results
@@ -239,9 +214,7 @@ class Demo:
     # -- reporting -----------------------------------------------------------------
 
     def report(self, conn) -> None:
-        balances = dict(conn.execute(text("SELECT id, xp FROM partner WHERE id < :r"),
-                                     {"r": REFEREE_IDS_FROM}).fetchall())
-        self.check_balances(balances)
+        self.check_against_model(conn)
         self.print_reference_progression()
         totals = conn.execute(text(
             "SELECT entry_type, COUNT(*), SUM(amount) FROM xp_ledger GROUP BY entry_type ORDER BY entry_type"
@@ -287,19 +260,43 @@ class Demo:
         if mismatches != 0:
             self.problems.append(f"reconciliation: {result}")
 
-    def check_balances(self, balances: dict[int, int]) -> None:
+    def check_against_model(self, conn) -> None:
+        """Each partner's balance and each check-in day's streak and price, against the reference model."""
+        balances = dict(conn.execute(text("SELECT id, xp FROM partner WHERE id < :r"),
+                                     {"r": REFEREE_IDS_FROM}).fetchall())
+        days = defaultdict(dict)
+        for row in conn.execute(text("SELECT partner_id, day, streak, xp_granted FROM checkin")):
+            # SQLite hands a raw query's date back as text.
+            day = row.day if isinstance(row.day, date) else date.fromisoformat(row.day)
+            days[row.partner_id][day] = (row.streak, row.xp_granted)
+        agreeing = {"balances": 0, "check-in days": 0}
         for partner in self.partners:
-            actual = balances.get(partner.partner_id)
-            if actual != partner.xp:
-                self.problems.append(f"partner {partner.partner_id}: xp {actual}, rules say {partner.xp}")
+            want = self.model.partners[partner.partner_id]
+            agreeing["balances"] += self.compare(partner.partner_id, "xp", balances.get(partner.partner_id), want.xp)
+            agreeing["check-in days"] += self.compare(partner.partner_id, "(streak, xp) by day",
+                                                      days[partner.partner_id], model_days(want))
+        checked = {"balances": len(self.partners), "check-in days": len(self.partners)}
+        self.emit(tables.render(["figure", "partners checked", "agreeing"],
+                                [(name, checked[name], agreeing[name]) for name in checked],
+                                title="Against the reference model (chaos/model.py, written from DESIGN.md "
+                                      "without the engine's rule functions)"))
+
+    def compare(self, partner_id: int, figure: str, engine: Any, model: Any) -> bool:
+        if engine != model:
+            if isinstance(engine, dict):  # name only the days that differ
+                differing = sorted(set(engine) | set(model), key=str)
+                engine, model = ({str(d): f.get(d) for d in differing if engine.get(d) != model.get(d)}
+                                 for f in (engine, model))
+            self.problems.append(f"partner {partner_id}: {figure} {engine}, the reference model says {model}")
+        return engine == model
 
     def print_reference_progression(self) -> None:
-        regular, pro = (self.partners[0], self.partners[1])
+        regular, pro = (model_days(self.model.partners[pid]) for pid in REFERENCE_PARTNERS)
         rows = []
         for day, (ref_regular, ref_pro) in REFERENCE_CUMULATIVE.items():
             if day > self.days:
                 break
-            got = (sum(regular.daily_xp[:day]), sum(pro.daily_xp[:day]))
+            got = tuple(sum(xp for _, xp in list(partner.values())[:day]) for partner in (regular, pro))
             rows.append((day, got[0], ref_regular, got[1], ref_pro))
             if got != (ref_regular, ref_pro):
                 self.problems.append(f"day {day}: cumulative {got}, reference document {ref_regular, ref_pro}")
@@ -435,9 +432,26 @@ def _simulate(partners: int, days: int, seed: int, demo_settings: settings_modul
         written = demo.write_report(conn, report_path)
     print(f"\nThe month's analytics report (charts, open it in a browser): {written}")
     if demo.problems:
-        print(f"\n{len(demo.problems)} figure(s) disagree with the rules:", file=sys.stderr)
+        print(f"\n{len(demo.problems)} figure(s) disagree with the reference model:", file=sys.stderr)
         for problem in demo.problems[:20]:
             print(f"  {problem}", file=sys.stderr)
         return 1
-    print("\nEvery figure agrees with the rules.")
+    print("\nEvery figure agrees with the reference model (chaos/model.py).")
     return 0
+
+
+def model_days(partner: Partner) -> dict[date, tuple[int, int]]:
+    """The reference model's (streak, XP) of each check-in day, in day order."""
+    return {day.day: (day.streak_days, day.xp_granted) for day in partner.days()}
+
+
+def status_of(result: dict[str, Any]) -> str:
+    """A job's status as the reference model spells it: "rejected:<reason>" for a refusal."""
+    status = result.get("status")
+    return f"rejected:{result.get('reason')}" if status == "rejected" else str(status)
+
+
+def catalog_file() -> Path:
+    """The catalogue the demo's worker loads (REWARDS_CATALOG_PATH, else the packaged one)."""
+    configured = os.environ.get("REWARDS_CATALOG_PATH", "").strip()
+    return Path(configured) if configured else Path(catalog.__file__).with_name("catalog.toml")

@@ -12,7 +12,7 @@ from tests.support.processes import REPO_ROOT
 pytestmark = pytest.mark.system
 
 
-def test_the_demo_runs_a_short_month_without_servers_and_agrees_with_the_rules(tmp_path):
+def test_the_demo_runs_a_short_month_without_servers_and_agrees_with_the_reference_model(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # none of the test servers' variables
     finished = subprocess.run(
         [sys.executable, "-m", "rewards.cli", "demo", "--partners", "24", "--days", "10",
@@ -21,11 +21,12 @@ def test_the_demo_runs_a_short_month_without_servers_and_agrees_with_the_rules(t
     )
     assert finished.returncode == 0, finished.stdout + finished.stderr
     assert "broker   filesystem://" in finished.stdout
-    for table in ("Cumulative check-in XP of a daily partner vs the reference document", "XP by entry type",
+    for table in ("Against the reference model (chaos/model.py",
+                  "Cumulative check-in XP of a daily partner vs the reference document", "XP by entry type",
                   "Top 10 by XP", "Top 10 by current streak", "Task funnel", "Job results",
                   "Reconciliation (full), run by the worker"):
         assert table in finished.stdout
-    assert "Every figure agrees with the rules." in finished.stdout
+    assert "Every figure agrees with the reference model (chaos/model.py)." in finished.stdout
     assert "duplicate" in finished.stdout
     assert f"analytics report (charts, open it in a browser): {tmp_path / 'month.html'}" in finished.stdout
     page = (tmp_path / "month.html").read_text()
