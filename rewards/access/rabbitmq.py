@@ -92,7 +92,13 @@ def password_hash(password: str, salt: bytes | None = None) -> str:
 
 
 def definitions(vhost: str, users: Users) -> str:
-    """A definitions file holding the vhost, the users and their permissions (RabbitMQ `load_definitions`)."""
+    """A definitions file RabbitMQ loads at boot (`load_definitions`): vhost, users, permissions, topology.
+
+    The topology is the workers' (durable classic queues, each bound to a
+    direct exchange of its own name, as `contract.kombu_queues` declares
+    them), so producers can publish before the first worker has started.
+    """
+    queues = (*contract.QUEUES, contract.EVENTS_QUEUE)
     document = {
         "vhosts": [{"name": vhost}],
         "users": [{"name": username, "password_hash": password_hash(password),
@@ -100,5 +106,11 @@ def definitions(vhost: str, users: Users) -> str:
                   for username, password in users.values()],
         "permissions": [{"user": username, "vhost": vhost, **vars(permissions(role))}
                         for role, (username, _) in users.items()],
+        "exchanges": [{"name": name, "vhost": vhost, "type": "direct", "durable": True, "auto_delete": False,
+                       "internal": False, "arguments": {}} for name in queues],
+        "queues": [{"name": name, "vhost": vhost, "durable": True, "auto_delete": False, "arguments": {}}
+                   for name in queues],
+        "bindings": [{"source": name, "vhost": vhost, "destination": name, "destination_type": "queue",
+                      "routing_key": name, "arguments": {}} for name in queues],
     }
     return json.dumps(document, indent=2)

@@ -2,11 +2,14 @@
 
     rewards access redis-acl                     print an ACL file (redis.conf `aclfile`)
     rewards access redis-acl --apply URL         set the users on a running Redis, as an admin
+    rewards access rabbitmq --definitions        print a definitions file (RabbitMQ `load_definitions`)
+    rewards access rabbitmq --apply              set the users with rabbitmqctl, on the broker's host
 
 Each role's user name and password come from the environment:
-REWARDS_REDIS_<ROLE>_USER (default `rewards_<role>`) and
-REWARDS_REDIS_<ROLE>_PASSWORD, or REWARDS_REDIS_<ROLE>_PASSWORD_FILE
-(the Docker-secrets form). A role without a password is left out.
+REWARDS_<BROKER>_<ROLE>_USER (default `rewards_<role>`) and
+REWARDS_<BROKER>_<ROLE>_PASSWORD, or its _FILE form (the Docker-secrets
+convention), BROKER being REDIS or RABBITMQ. A role without a password is
+left out.
 """
 
 from __future__ import annotations
@@ -18,26 +21,31 @@ import sys
 import redis
 
 from rewards import settings as settings_module
+from rewards.access import rabbitmq as rabbitmq_access
 from rewards.access import redis as redis_access
 
 
-def _role_variable(role: str, what: str) -> str:
-    return f"REWARDS_REDIS_{role.upper()}_{what}"
+def _role_variable(broker: str, role: str, what: str) -> str:
+    return f"REWARDS_{broker}_{role.upper()}_{what}"
 
 
-def redis_users(environ=None) -> redis_access.Users:
+def users_from_environment(broker: str, roles: tuple[str, ...], environ=None) -> dict[str, tuple[str, str]]:
     """{role: (user, password)} for every role given a password in the environment."""
     env = settings_module.SecretFileEnvironment(os.environ if environ is None else environ)
     users = {}
-    for role in redis_access.ROLES:
-        password = env.get(_role_variable(role, "PASSWORD"), "").strip()
+    for role in roles:
+        password = env.get(_role_variable(broker, role, "PASSWORD"), "").strip()
         if password:
-            users[role] = (env.get(_role_variable(role, "USER"), "").strip() or f"rewards_{role}", password)
+            users[role] = (env.get(_role_variable(broker, role, "USER"), "").strip() or f"rewards_{role}", password)
     if not users:
-        names = ", ".join(_role_variable(role, "PASSWORD") for role in redis_access.ROLES)
-        raise settings_module.ConfigError(f"no Redis user to provision: set at least one of {names} "
+        names = ", ".join(_role_variable(broker, role, "PASSWORD") for role in roles)
+        raise settings_module.ConfigError(f"no {broker.title()} user to provision: set at least one of {names} "
                                           f"(or its _FILE form)")
     return users
+
+
+def redis_users(environ=None) -> redis_access.Users:
+    return users_from_environment("REDIS", redis_access.ROLES, environ)
 
 
 def _broker_db(url: str) -> int:
@@ -65,6 +73,21 @@ def cmd_redis_acl(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rabbitmq(args: argparse.Namespace) -> int:
+    users = users_from_environment("RABBITMQ", rabbitmq_access.ROLES)
+    if args.apply:
+        try:
+            rabbitmq_access.apply(args.vhost, users)
+        except (OSError, RuntimeError) as error:
+            raise settings_module.ConfigError(f"cannot set the RabbitMQ users: {error}; run this on the "
+                                              "broker's host, as root or the rabbitmq user") from None
+        print(f"set RabbitMQ users on vhost {args.vhost}: "
+              f"{', '.join(f'{role}={name}' for role, (name, _) in users.items())}")
+        return 0
+    sys.stdout.write(rabbitmq_access.definitions(args.vhost, users) + "\n")
+    return 0
+
+
 def add_parser(commands) -> None:
     """`rewards access <broker>`: one sub-command per broker."""
     access = commands.add_parser("access", help="broker users of each role (upstream, operator, beat, worker)")
@@ -77,3 +100,11 @@ def add_parser(commands) -> None:
                                                             "7.0 and 7.1 know no CLIENT SETINFO)")
     acl.add_argument("--keep-default", action="store_true", help="do not add a line switching the default user off")
     acl.set_defaults(handler=cmd_redis_acl)
+    rabbit = brokers.add_parser("rabbitmq", help="RabbitMQ users and permissions: print a definitions file, "
+                                                 "or --apply them with rabbitmqctl")
+    rabbit.add_argument("--vhost", default="rewards", help="the engine's vhost (default rewards)")
+    action = rabbit.add_mutually_exclusive_group()
+    action.add_argument("--definitions", action="store_true",
+                        help="print a definitions file with the topology (the default)")
+    action.add_argument("--apply", action="store_true", help="create or update the users with rabbitmqctl")
+    rabbit.set_defaults(handler=cmd_rabbitmq)

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -40,10 +41,10 @@ ADJUSTMENT = {"partner_id": 1, "amount": 1_000_000_000, "reason": "mint", "reque
 RESULT_TIMEOUT_S = 30
 
 
-def url(role: str) -> str:
+def url(role: str, *, vhost: str = VHOST, users=USERS) -> str:
     host = urlsplit(os.environ.get("REWARDS_SYSTEM_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/x")).netloc
-    username, password = USERS[role]
-    return f"amqp://{username}:{password}@{host.rpartition('@')[2]}/{VHOST}"
+    username, password = users[role]
+    return f"amqp://{username}:{password}@{host.rpartition('@')[2]}/{vhost}"
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,8 @@ from rewards import contract
 from rewards.client import RewardsClient
 client = RewardsClient()
 outcomes = []
-for name, kwargs, route in json.load(sys.stdin):
+jobs, wait = json.load(sys.stdin)
+for name, kwargs, route in jobs:
     try:
         if route == "contract":
             sent = client.send(name, **kwargs)
@@ -84,7 +86,7 @@ for name, kwargs, route in json.load(sys.stdin):
             queue = route["exchange"] or contract.queue_for(name)
             sent = client.app.send_task(name, kwargs=kwargs, queue=contract.producer_queue(queue),
                                         exchange=route["exchange"], routing_key=queue, **route.get("options", {}))
-        outcomes.append({"result": sent.get(timeout=%d)})
+        outcomes.append({"result": sent.get(timeout=%d) if wait else None})
     except Exception as error:
         outcomes.append({"error": type(error).__name__ + ": " + str(error)})
 client.close()
@@ -92,11 +94,12 @@ json.dump(outcomes, sys.stdout)
 """ % RESULT_TIMEOUT_S
 
 
-def produce(role: str, jobs: list[tuple[str, dict, object]]) -> list[dict]:
-    """Send `jobs` as `role` from a process of its own; each job's result, or the error its send raised."""
-    done = subprocess.run([sys.executable, "-c", PRODUCER], cwd=REPO_ROOT, input=json.dumps(jobs),
-                          env=os.environ | {"CELERY_BROKER_URL": url(role)}, capture_output=True, text=True,
-                          timeout=600)
+def produce(role: str, jobs: list[tuple[str, dict, object]], *, vhost: str = VHOST, users=USERS,
+            wait: bool = True) -> list[dict]:
+    """Send `jobs` as `role` from a process of its own; each job's result (if `wait`), or the error its send raised."""
+    done = subprocess.run([sys.executable, "-c", PRODUCER], cwd=REPO_ROOT, input=json.dumps([jobs, wait]),
+                          env=os.environ | {"CELERY_BROKER_URL": url(role, vhost=vhost, users=users)},
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"the {role} producer failed:\n{done.stderr}"
     return json.loads(done.stdout)
 
@@ -204,3 +207,40 @@ def start_beat(folder: Path, extra_env: dict[str, str]):
                                    stderr=subprocess.STDOUT,
                                    env=os.environ | {"CELERY_BROKER_URL": url(contract.ROLE_BEAT)} | extra_env)
     return WorkerProcess("beat", process, log_path)
+
+
+def test_a_broker_booted_from_the_definitions_takes_jobs_before_any_worker_and_the_worker_agrees_with_it(
+        clean_state, tmp_path):
+    # What compose does: RabbitMQ loads the definitions the project writes,
+    # upstream apps publish at once, workers come later and declare the same.
+    vhost = "rewards_test_definitions"
+    users = {role: (name + "_defs", password) for role, (name, password) in USERS.items()}
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
+    # rabbitmqctl reads the file as the rabbitmq user: outside pytest's private folder.
+    with tempfile.NamedTemporaryFile("w", suffix=".json", dir="/tmp") as definitions:
+        definitions.write(rabbitmq.definitions(vhost, users))
+        definitions.flush()
+        os.chmod(definitions.name, 0o644)
+        imported = subprocess.run(["rabbitmqctl", "-q", "import_definitions", definitions.name],
+                                  capture_output=True, text=True)
+    assert imported.returncode == 0, imported.stderr
+    try:
+        [queued] = produce(contract.ROLE_UPSTREAM, [(contract.CHECKIN, {"partner_id": 7, "occurred_at": AT},
+                                                     "contract")], vhost=vhost, users=users, wait=False)
+        assert "error" not in queued, queued
+        worker = start_worker_process("defs", ",".join(contract.QUEUES),
+                                      {"CELERY_BROKER_URL": url("worker", vhost=vhost, users=users)}, tmp_path)
+        try:
+            wait_until(lambda: xp_of(7) == 10, 60, "the queued check-in to be applied", (worker,))
+        finally:
+            worker.kill()
+        assert "PRECONDITION_FAILED" not in worker.log_tail(lines=1000)
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
+        for username, _ in users.values():
+            subprocess.run(["rabbitmqctl", "-q", "delete_user", username], capture_output=True)
+
+
+def xp_of(partner_id: int) -> int | None:
+    with db.get_engine().connect() as conn:
+        return conn.execute(text("SELECT xp FROM partner WHERE id = :id"), {"id": partner_id}).scalar()

@@ -48,3 +48,37 @@ def test_definitions_hold_each_user_with_its_permissions_and_no_password_in_clea
     assert "pw-app" not in json.dumps(document)
     assert {(p["user"], p["write"]) for p in document["permissions"]} == {("app", "^(checkins|claims)$"),
                                                                           ("engine", ".*")}
+
+
+def test_definitions_declare_the_topology_the_workers_declare():
+    from rewards.contract import kombu_queues
+
+    document = json.loads(rabbitmq.definitions("rewards", {"worker": ("engine", "pw")}))
+    declared = {(q.name, q.exchange.name, q.exchange.type, q.routing_key, q.durable) for q in kombu_queues()}
+    defined = {(b["destination"], b["source"], "direct", b["routing_key"], True) for b in document["bindings"]}
+    assert declared <= defined
+    assert all(q["durable"] and not q["auto_delete"] and q["arguments"] == {} for q in document["queues"])
+
+
+def test_the_cli_prints_definitions_for_the_users_the_environment_names(monkeypatch, capsys, tmp_path):
+    from rewards.cli.main import main
+
+    secret = tmp_path / "beat-password"
+    secret.write_text("beat-pw\n")
+    monkeypatch.setenv("REWARDS_RABBITMQ_UPSTREAM_PASSWORD", "up-pw")
+    monkeypatch.setenv("REWARDS_RABBITMQ_UPSTREAM_USER", "shop")
+    monkeypatch.setenv("REWARDS_RABBITMQ_BEAT_PASSWORD_FILE", str(secret))
+
+    assert main(["access", "rabbitmq", "--vhost", "prod"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [(user["name"]) for user in document["users"]] == ["shop", "rewards_beat"]
+    assert {p["vhost"] for p in document["permissions"]} == {"prod"}
+
+
+def test_the_cli_names_the_variables_when_no_user_is_given(monkeypatch, capsys):
+    from rewards.cli.main import main
+
+    for role in rabbitmq.ROLES:
+        monkeypatch.delenv(f"REWARDS_RABBITMQ_{role.upper()}_PASSWORD", raising=False)
+    assert main(["access", "rabbitmq"]) == 2
+    assert "set at least one of REWARDS_RABBITMQ_UPSTREAM_PASSWORD" in capsys.readouterr().err
