@@ -15,9 +15,10 @@ import time
 import pytest
 import redis
 from celery.result import AsyncResult
+from kombu import Connection
 from sqlalchemy import text
 
-from rewards import db
+from rewards import contract, db
 from rewards.client import RewardsClient
 from tests.support.processes import send_jobs, start_worker_process, wait_until
 
@@ -72,6 +73,11 @@ class RedisBroker:
 class RabbitBroker:
     def __init__(self, url: str):
         self.url, self.vhost = url, url.rsplit("/", 1)[1]
+        # The jobs are queued before any worker runs, and producers declare
+        # nothing: the topology is the broker's first (as definitions give it).
+        with Connection(url) as connection:
+            for queue in contract.kombu_queues():
+                queue(connection.default_channel).declare()
         subprocess.run(["rabbitmqctl", "-q", "purge_queue", "-p", self.vhost, "checkins"], capture_output=True)
 
     def _count(self, column: str) -> int:
