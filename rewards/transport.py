@@ -13,6 +13,10 @@ redelivered message goes back to that same queue. `install()` makes kombu's
 `redis://`, `rediss://` and `sentinel://` schemes use these classes, so the
 URLs keep their meaning (TLS included) and only delivery changes.
 
+**A Redis restart.** Their channels also keep the broker's address for the
+moment kombu needs it after a lost connection was torn down, so a worker
+survives a Redis restart instead of exiting (`KeepsBrokerAddress`).
+
 **The embedded broker**: kombu's `filesystem://` transport, made safe to share between processes.
 
 kombu 5.7's filesystem transport creates a message's final `.msg` file and
@@ -225,12 +229,65 @@ class Transport(ArrivalStamped, filesystem.Transport):
     global_state = filesystem.Transport.global_state
 
 
-class RedisTransport(ArrivalStamped, kombu_redis.Transport):
+class KeepsBrokerAddress:
+    """A Redis channel that can still reach its broker after its connection was torn down.
+
+    When a worker loses the broker (a Redis restart), Celery's consumer
+    collects the broken connection: kombu closes its channels, then detaches
+    the transport from the connection (`transport.client = None`), then closes
+    the connection again. A channel whose first close stopped early (a BRPOP
+    in flight fails on the dead socket) is really closed only on that second
+    pass, and closing it puts back the messages it holds unacknowledged
+    (`restore_unacked`). Its pools were dropped by then, so kombu builds a new
+    one from `transport.client`, which is now None: `AttributeError:
+    'NoneType' object has no attribute 'hostname'` in `_connparams`, not a
+    connection error, so it escapes Celery's reconnect and the worker exits
+    (kombu issues 582 and 970; unfixed through kombu 5.7). A late ack of a
+    job that was running at the restart meets the same missing address.
+
+    It is guarded here, where the pool is built, rather than by swallowing
+    the error around the close: the restore then really runs. If Redis is
+    back it pushes the messages onto their queues at once; if it is still
+    down it fails with a connection error, which Celery's reconnect handles,
+    and the messages stay in the `unacked` hash, where the visibility timeout
+    hands them out again. Either way none is lost.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The kombu Connection this channel was opened for: its address,
+        # credentials and TLS options outlive the transport's link to it.
+        self._broker_connection = self.connection.client
+
+    def _get_pool(self, asynchronous=False):
+        transport = self.connection
+        if transport.client is not None:
+            return super()._get_pool(asynchronous)
+        # kombu reads the address from transport.client while it builds the
+        # pool (and Sentinel's from its `alt` URLs too); lend it the address
+        # for that moment only. The consumer runs in one thread, so no other
+        # code sees the loan.
+        transport.client = self._broker_connection
+        try:
+            return super()._get_pool(asynchronous)
+        finally:
+            transport.client = None
+
+
+class RedisChannel(KeepsBrokerAddress, kombu_redis.Channel):
     pass
+
+
+class SentinelChannel(KeepsBrokerAddress, kombu_redis.SentinelChannel):
+    pass
+
+
+class RedisTransport(ArrivalStamped, kombu_redis.Transport):
+    Channel = RedisChannel
 
 
 class SentinelTransport(ArrivalStamped, kombu_redis.SentinelTransport):
-    pass
+    Channel = SentinelChannel
 
 
 def install() -> None:

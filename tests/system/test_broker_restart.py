@@ -1,0 +1,232 @@
+"""A worker keeps running through a broker restart, and every job is applied exactly once.
+
+One worker process (prefork ×2) consumes `checkins` while two faults hit
+its broker, each with a job in flight: one partner's check-in waits on that
+partner's row, which the test holds locked, so the job stays running and
+unacknowledged through both faults.
+
+- The first fault comes while check-ins are still queued (under load).
+- The second comes once the queue is empty, the worker waiting in BRPOP
+  with only the held job unacknowledged: on Redis that is when kombu's
+  restore of unacknowledged messages met a transport already detached from
+  its connection and the worker exited (rewards/transport.py,
+  `KeepsBrokerAddress`); without that guard this test fails every time.
+
+Redis: a throwaway server of the test's own (chaos.servers.Redis,
+append-only, its own port) is stopped and started again; the suite's shared
+Redis is never touched. RabbitMQ: the machine has one shared node, and
+stopping it (or `stop_app`) would take the broker away from every other
+suite. The fault is `rabbitmqctl close_all_connections` on the test's own
+vhost: the node closes the worker's connections as it does when it shuts
+down, requeues what the worker held unacknowledged, and the worker must
+notice, reconnect and consume again — the consumer's side of a node restart.
+
+Afterwards the lock is released and more check-ins are sent: they are
+applied only if the worker re-established its connection.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import redis
+from sqlalchemy import text
+
+from chaos.servers import Redis
+from rewards import db
+from tests.support.database import admin_transaction
+from tests.support.processes import WorkerProcess, send_jobs, start_worker_process, wait_until
+
+pytestmark = pytest.mark.system
+
+HELD_PARTNER_ID = 8101
+FIRST_LOAD = [("rewards.checkin", {"partner_id": partner_id, "occurred_at": "2026-09-01T12:00:00+00:00"})
+              for partner_id in range(8200, 8600)]
+SECOND_LOAD = [("rewards.checkin", {"partner_id": partner_id, "occurred_at": "2026-09-01T12:00:00+00:00"})
+               for partner_id in range(8600, 8800)]
+HELD_DAYS = ("2026-09-01T12:00:00+00:00", "2026-09-02T12:00:00+00:00")
+# Every check-in of a partner's first six days pays 10 XP.
+CHECKIN_XP = 10
+# The held job waits on its partner's row for the whole test: its lock and
+# statement timeouts and its time limit outlast both faults, and the
+# visibility timeout (Redis) exceeds its longest hold, as the settings check demands.
+LIMITS_ENV = {
+    "REWARDS_LOCK_TIMEOUT_MS": "50000",
+    "REWARDS_STATEMENT_TIMEOUT_MS": "55000",
+    "REWARDS_TASK_TIME_LIMIT_S": "60",
+    "REWARDS_RECONCILE_LAG_S": "60",
+    "REWARDS_RETRY_BACKOFF_S_MAX": "1",
+    "CELERY_VISIBILITY_TIMEOUT_S": "70",
+}
+CONNECTION_LOST = "Connection to broker lost"
+
+
+class RedisBroker:
+    """A throwaway Redis the test stops and starts; nothing else uses it."""
+
+    def __init__(self, folder):
+        self.server = Redis(folder)
+        self.server.start()
+        self.url = self.server.url(0)
+        self.client = redis.Redis.from_url(self.url, socket_timeout=5)
+
+    def fault(self) -> None:
+        self.server.stop()  # SIGTERM: the append-only file keeps what was queued
+        time.sleep(2)
+        self.server.start()
+
+    def consuming(self) -> bool:
+        """A client of the worker waits in BRPOP: it reconnected and asks for messages."""
+        try:
+            return any(client.get("cmd") == "brpop" for client in self.client.client_list())
+        except redis.ConnectionError:
+            return False
+
+    def queued(self) -> int:
+        return self.client.llen("checkins")
+
+    def unacknowledged(self) -> int:
+        return self.client.hlen("unacked")
+
+    def cleanup(self) -> None:
+        self.server.cleanup()
+
+
+class RabbitBroker:
+    """The suite's vhost on the shared node; the fault closes only that vhost's connections."""
+
+    def __init__(self, url: str):
+        self.url, self.vhost = url, url.rsplit("/", 1)[1]
+        subprocess.run(["rabbitmqctl", "-q", "purge_queue", "-p", self.vhost, "checkins"], capture_output=True)
+
+    def fault(self) -> None:
+        subprocess.run(["rabbitmqctl", "-q", "close_all_connections", "--vhost", self.vhost,
+                        "broker restart (test_broker_restart)"], check=True, capture_output=True)
+
+    def consuming(self) -> bool:
+        """The node lists a consumer on `checkins` again: the worker reconnected."""
+        out = subprocess.run(["rabbitmqctl", "-q", "list_consumers", "-p", self.vhost, "queue_name"],
+                             capture_output=True, text=True).stdout
+        return "checkins" in out.split()
+
+    def _count(self, column: str) -> int:
+        out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", self.vhost, "name", column],
+                             capture_output=True, text=True, check=True).stdout
+        return sum(int(n) for name, n in (line.split() for line in out.splitlines() if line.strip())
+                   if name == "checkins" and n.isdigit())
+
+    def queued(self) -> int:
+        return self._count("messages_ready")
+
+    def unacknowledged(self) -> int:
+        return self._count("messages_unacknowledged")
+
+    def cleanup(self) -> None:
+        pass
+
+
+@pytest.fixture(params=["redis", "amqp"])
+def broker(request, tmp_path) -> Iterator[RedisBroker | RabbitBroker]:
+    if request.param == "redis":
+        made = RedisBroker(tmp_path)
+    else:
+        made = RabbitBroker(os.environ.get("REWARDS_SYSTEM_AMQP_URL",
+                                           "amqp://guest:guest@127.0.0.1:5672/rewards_test"))
+    yield made
+    made.cleanup()
+
+
+def count(statement: str) -> int:
+    with db.get_engine().connect() as conn:
+        return conn.execute(text(statement)).scalar_one()
+
+
+@contextmanager
+def partner_row_held(partner_id: int) -> Iterator[None]:
+    """The partner's row locked by the test: a job for that partner waits, running and unacknowledged."""
+    with admin_transaction() as conn:
+        conn.execute(text("SELECT 1 FROM partner WHERE id = :id FOR UPDATE"), {"id": partner_id})
+        yield
+
+
+def jobs_waiting_on_a_lock() -> int:
+    return count("SELECT COUNT(*) FROM pg_stat_activity "
+                 "WHERE datname = current_database() AND wait_event_type = 'Lock'")
+
+
+def connection_losses(worker: WorkerProcess) -> int:
+    return worker.log_path.read_text(errors="replace").count(CONNECTION_LOST)
+
+
+def inject(broker, worker: WorkerProcess, what: str) -> None:
+    """One fault with a job in flight; returns once the worker lost its connection and consumes again."""
+    losses_before = connection_losses(worker)
+    assert jobs_waiting_on_a_lock() >= 1, f"{what}: the held job is not running"
+    broker.fault()
+    wait_until(lambda: connection_losses(worker) > losses_before, 30,
+               f"the worker to log the lost connection ({what})", (worker,))
+    wait_until(broker.consuming, 60, f"the worker to consume again ({what})", (worker,))
+    # A worker that gave up keeps its process while the held job runs: its log says so first.
+    log = worker.log_path.read_text(errors="replace")
+    assert "Unrecoverable error" not in log, f"{what}:\n{worker.log_tail(80)}"
+
+
+def test_a_worker_survives_broker_restarts_and_applies_every_job_once(clean_state, broker, tmp_path):
+    env = LIMITS_ENV | {"CELERY_BROKER_URL": broker.url}
+    if isinstance(broker, RedisBroker):
+        env["REWARDS_DEAD_LETTER_URL"] = broker.server.url(1)
+    worker = start_worker_process("restarted-broker", "checkins", env, tmp_path)
+    pid = worker.process.pid
+    try:
+        # The worker declares the queues (a producer only publishes to them).
+        wait_until(broker.consuming, 60, "the worker to consume", (worker,))
+        send_jobs([("rewards.checkin", {"partner_id": HELD_PARTNER_ID, "occurred_at": HELD_DAYS[0]})], env)
+        wait_until(lambda: count("SELECT COUNT(*) FROM checkin") == 1, 60, "the first check-in", (worker,))
+        with partner_row_held(HELD_PARTNER_ID):
+            send_jobs([("rewards.checkin", {"partner_id": HELD_PARTNER_ID, "occurred_at": HELD_DAYS[1]})], env)
+            wait_until(lambda: jobs_waiting_on_a_lock() >= 1, 60, "the held job to wait on its partner",
+                       (worker,))
+            send_jobs(FIRST_LOAD, env)
+            wait_until(lambda: count("SELECT COUNT(*) FROM checkin") > 1, 60, "the load to flow", (worker,))
+            queued_at_fault = broker.queued()
+            assert queued_at_fault > 0, "the first fault must come while check-ins are queued"
+            inject(broker, worker, "under load")
+            # Draining what was queued at the fault proves the worker consumes again.
+            wait_until(lambda: count("SELECT COUNT(*) FROM checkin") == 1 + len(FIRST_LOAD), 120,
+                       "the load queued at the first fault to be applied", (worker,),
+                       progress=lambda: f"{count('SELECT COUNT(*) FROM checkin')} applied")
+            wait_until(lambda: broker.queued() == 0, 30, "the queue to drain", (worker,))
+            time.sleep(1)  # the worker is back waiting for messages, the held job still running
+            inject(broker, worker, "queue empty, one job held")
+        send_jobs(SECOND_LOAD, env)
+        expected = len(HELD_DAYS) + len(FIRST_LOAD) + len(SECOND_LOAD)
+        wait_until(lambda: count("SELECT COUNT(*) FROM checkin") == expected, 120,
+                   "every check-in to be applied after the faults", (worker,),
+                   progress=lambda: f"{count('SELECT COUNT(*) FROM checkin')} of {expected} applied")
+        # A message whose ack the fault cut is redelivered (RabbitMQ at once, Redis after
+        # the visibility timeout) and comes back a duplicate; wait until none is left.
+        wait_until(lambda: broker.queued() == 0 and broker.unacknowledged() == 0, 120,
+                   "every message to be acknowledged", (worker,),
+                   progress=lambda: f"{broker.queued()} queued, {broker.unacknowledged()} unacknowledged")
+        assert worker.alive() and worker.process.pid == pid, worker.log_tail()
+        log = worker.log_path.read_text(errors="replace")
+    finally:
+        worker.kill()
+    assert "Unrecoverable error" not in log, log[-5000:]
+    assert connection_losses(worker) >= 2
+    assert_applied_exactly_once(expected)
+
+
+def assert_applied_exactly_once(expected_checkins: int) -> None:
+    with db.get_engine().connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM checkin")).scalar_one() == expected_checkins
+        balances = dict(conn.execute(text("SELECT id, xp FROM partner")).all())
+        assert balances.pop(HELD_PARTNER_ID) == CHECKIN_XP * len(HELD_DAYS)
+        assert set(balances.values()) == {CHECKIN_XP}
+        assert len(balances) == len(FIRST_LOAD) + len(SECOND_LOAD)
+        assert conn.execute(text("SELECT COUNT(*) FROM job_failure")).scalar_one() == 0
