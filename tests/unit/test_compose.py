@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,13 @@ def test_the_settings_reader_finds_the_variables_it_is_meant_to_find():
 @pytest.mark.parametrize("service", engine_services())
 def test_every_engine_service_runs_a_command_this_project_has(service):
     command = command_of(service)
+    if command[:2] == ["sh", "-c"]:
+        # A shell line of `rewards …` steps (and file plumbing): each step must exist.
+        for step in (shlex.split(text.partition(">")[0]) for text in command[2].split("&&")):
+            assert step[0] in {"rewards", "chmod"}, f"{service} runs {step}"
+            if step[0] == "rewards":
+                build_parser().parse_args(step[1:])
+        return
     if command[0] == "rewards":
         build_parser().parse_args(command[1:])  # exits (fails the test) on an unknown sub-command
         return
@@ -155,6 +163,7 @@ def test_engine_processes_start_after_a_successful_migration_on_healthy_servers(
         depends_on = SERVICES[service]["depends_on"]
         assert depends_on["migrate"] == {"condition": "service_completed_successfully"}, service
         assert depends_on["postgres"] == {"condition": "service_healthy"}, service
+        assert depends_on["rabbitmq"] == {"condition": "service_healthy"}, service
         assert depends_on["redis"] == {"condition": "service_healthy"}, service
 
 
@@ -164,14 +173,46 @@ def test_postgres_keeps_its_data_and_reports_readiness():
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
 
 
-def test_redis_persists_queued_jobs_requires_a_password_and_never_evicts():
+def test_redis_persists_never_evicts_and_admits_only_the_role_users_broker_users_writes():
     redis_service = SERVICES["redis"]
     command = redis_service["command"]
     assert option_value(command, "--appendonly") == "yes"
     assert option_value(command, "--maxmemory-policy") == "noeviction"
-    assert option_value(command, "--requirepass").startswith("${REDIS_PASSWORD:?")
+    assert option_value(command, "--aclfile") == "/broker-users/users.acl"
+    assert "--requirepass" not in command, "the ACL file switches the default user off"
     assert any(volume.endswith(":/data") for volume in redis_service["volumes"])
-    assert "redis-cli ping" in " ".join(redis_service["healthcheck"]["test"])
+    assert "redis-cli --no-auth-warning --user rewards_worker" in " ".join(redis_service["healthcheck"]["test"])
+
+
+def test_rabbitmq_is_the_broker_booted_from_the_definitions_broker_users_writes():
+    rabbitmq = SERVICES["rabbitmq"]
+    assert rabbitmq["hostname"] == "rabbitmq"
+    assert any(volume.endswith(":/var/lib/rabbitmq") for volume in rabbitmq["volumes"])
+    [config] = rabbitmq["configs"]
+    assert COMPOSE["configs"][config["source"]]["content"].strip() == \
+        "load_definitions = /broker-users/definitions.json"
+    written = " ".join(command_of("broker-users"))
+    assert "rewards access rabbitmq --vhost rewards > /broker-users/definitions.json" in written
+    assert "rewards access redis-acl" in written
+    for server in ("rabbitmq", "redis"):
+        assert SERVICES[server]["depends_on"]["broker-users"] == {"condition": "service_completed_successfully"}
+
+
+@pytest.mark.parametrize("service", ["worker", "maintenance", "beat", "flower"])
+def test_every_engine_process_connects_to_rabbitmq_as_its_role(service):
+    broker_url = SERVICES[service]["environment"]["CELERY_BROKER_URL"]
+    role = "beat" if service == "beat" else "worker"
+    assert broker_url.startswith(f"amqp://rewards_{role}:${{REWARDS_RABBITMQ_{role.upper()}_PASSWORD:?")
+    assert broker_url.endswith("@rabbitmq:5672/rewards")
+
+
+def test_broker_users_provisions_every_role_of_both_brokers():
+    from rewards.access import rabbitmq, redis
+
+    environment = SERVICES["broker-users"]["environment"]
+    for broker, roles in (("RABBITMQ", rabbitmq.ROLES), ("REDIS", redis.ROLES)):
+        for role in roles:
+            assert f"REWARDS_{broker}_{role.upper()}_PASSWORD" in environment, (broker, role)
 
 
 def test_flower_requires_basic_auth_and_is_published_on_loopback_only():
