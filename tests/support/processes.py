@@ -44,11 +44,15 @@ class WorkerProcess:
             self.process.wait(timeout_s)
 
 
-def start_worker_process(name: str, queues: str, extra_env: dict[str, str], log_dir: Path) -> WorkerProcess:
-    """A prefork ×2 worker in its own process group, logging to `log_dir/<name>.log`."""
+def start_worker_process(name: str, queues: str, extra_env: dict[str, str], log_dir: Path,
+                         options: tuple[str, ...] = ()) -> WorkerProcess:
+    """A prefork ×2 worker in its own process group, logging to `log_dir/<name>.log`.
+
+    `options` are further `celery worker` options, e.g. `--prefetch-multiplier=1`.
+    """
     log_path = log_dir / f"{name}.log"
     command = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queues,
-               "-c", "2", "-P", "prefork", "-n", f"{name}@%h", "--loglevel=WARNING"]
+               "-c", "2", "-P", "prefork", "-n", f"{name}@%h", "--loglevel=WARNING", *options]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=os.environ | extra_env,
                                    start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
