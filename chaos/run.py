@@ -6,7 +6,10 @@
 Two worker processes (prefork ×2) consume every queue while the run sends
 its day batches and, on a timeline of its own, SIGKILLs a pool child twice,
 SIGKILLs a worker's main process once (and starts it again), stops
-PostgreSQL, freezes it with SIGSTOP and restarts Redis. At the end every
+PostgreSQL, freezes it with SIGSTOP and restarts Redis; on RabbitMQ it also
+closes every connection of the run's vhost, as a node restart does (the
+shared node itself is not restarted: other suites use it). A worker that
+exits on its own is counted in the table; the run expects none. At the end every
 partner is compared with chaos.model and a table is printed; a failure
 prints the seed and the timeline, and exits 1.
 """
@@ -48,16 +51,16 @@ class Profile:
 # at the oldest, delivered in any order): a window of days + 10 covers it.
 PROFILES = {
     "full": Profile(450, 20, 120, 60, {"REWARDS_LATE_WINDOW_DAYS": "30"}, {
-        "kill_child_1": 5, "redis_restart": 10, "pg_stop": 20, "kill_child_2": 150, "kill_main": 155,
-        "pg_freeze": 170}),
+        "kill_child_1": 5, "redis_restart": 10, "rabbitmq_restart": 15, "pg_stop": 20, "kill_child_2": 150,
+        "kill_main": 155, "pg_freeze": 170}),
     # Short limits so the CI run takes a couple of minutes: a 10 s hard limit
     # (the freeze outlasts its 9 s soft limit), a 2 s backoff cap, and so a
     # derived visibility timeout of 24 s.
     "short": Profile(150, 10, 15, 12, {"REWARDS_LATE_WINDOW_DAYS": "20", "REWARDS_TASK_TIME_LIMIT_S": "10",
                                      "REWARDS_RETRY_BACKOFF_S_MAX": "2", "REWARDS_CONNECT_TIMEOUT_S": "2", "REWARDS_RELAY_BUDGET_S": "2",
                                      "REWARDS_WEBHOOK_TIMEOUT_S": "2", "REWARDS_STATEMENT_TIMEOUT_MS": "3000"}, {
-        "kill_child_1": 2, "redis_restart": 5, "pg_stop": 12, "kill_child_2": 28, "kill_main": 29,
-        "pg_freeze": 30}),
+        "kill_child_1": 2, "redis_restart": 5, "rabbitmq_restart": 9, "pg_stop": 12, "kill_child_2": 28,
+        "kill_main": 29, "pg_freeze": 30}),
 }
 
 
@@ -98,6 +101,10 @@ class Worker:
         lines = (self.folder / f"{self.name}.log").read_text(errors="replace").splitlines()
         errors = [line for line in lines if "Error" in line or "CRITICAL" in line]
         return (errors or lines or ["(empty log)"])[-1][:300]
+
+    def connection_losses(self) -> int:
+        """How often Celery logged losing its broker connection in this worker's log."""
+        return (self.folder / f"{self.name}.log").read_text(errors="replace").count("Connection to broker lost")
 
     def kill_group(self, sig: int = signal.SIGKILL) -> None:
         try:
@@ -167,8 +174,13 @@ class Run:
             self.vhost.cleanup()
 
     # ---- faults ----------------------------------------------------------------
+    def fault_plan(self) -> dict[str, float]:
+        """The profile's faults that apply to this run's broker (a RabbitMQ restart needs RabbitMQ)."""
+        return {name: at_s for name, at_s in self.profile.at_s.items()
+                if name != "rabbitmq_restart" or self.vhost is not None}
+
     def faults(self, stop: threading.Event) -> None:
-        steps = sorted(self.profile.at_s.items(), key=lambda item: item[1])
+        steps = sorted(self.fault_plan().items(), key=lambda item: item[1])
         for name, at_s in steps:
             if stop.wait(max(0.0, at_s - (time.monotonic() - self.timeline.started))):
                 return
@@ -278,6 +290,26 @@ class Run:
         time.sleep(3)
         self.redis.start()
         self.timeline.note("Redis started again", fault_end=True)
+
+    def _rabbitmq_restart(self) -> None:
+        """Every connection of the run's vhost closed by the node, as when it restarts.
+
+        Each worker must notice, reconnect and consume again in the same
+        process; its log's "Connection to broker lost" is the evidence.
+        """
+        losses_before = {worker.name: worker.connection_losses() for worker in self.workers}
+        self.vhost.close_connections("chaos: broker restart")
+        self.timeline.note("RabbitMQ closed every connection of the run's vhost")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            noticed = [w.name for w in self.workers if w.connection_losses() > losses_before[w.name]]
+            if len(noticed) == len(self.workers):
+                break
+            time.sleep(0.5)
+        if not noticed:
+            raise RuntimeError("no worker logged a lost broker connection: the RabbitMQ restart had no effect")
+        self.timeline.note(f"workers that lost their broker connection and kept running: "
+                           f"{', '.join(noticed)}", fault_end=True)
 
     # ---- observing ---------------------------------------------------------------
     def _redis(self, db: int):
@@ -416,11 +448,12 @@ def report(run: Run, figures, drained_s: float, took_s: float) -> str:
         ("lost by the broker, sent again: now applied / duplicate", resent_figures(run, figures)),
         ("partners differing from the model", figures.partners_differing),
         ("invariants held", "all" if not figures.invariants_broken else "BROKEN: " + "; ".join(figures.invariants_broken)),
-        ("workers that exited on their own, restarted", ", ".join(run.unplanned_exits) or "none"),
+        ("workers that exited on their own (restarted)",
+         f"{len(run.unplanned_exits)}" + (f": {', '.join(run.unplanned_exits)}" if run.unplanned_exits else "")),
         ("SIGKILL of a worker to its jobs applied (s)",
          "-" if run.kill_to_redelivery_s is None else f"{run.kill_to_redelivery_s:.1f}"),
         ("last fault to fully drained (s)", f"{drained_s:.1f}"),
-        ("faults injected while jobs flowed", f"{run.faults_during_traffic} of {len(run.profile.at_s)}"),
+        ("faults injected while jobs flowed", f"{run.faults_during_traffic} of {len(run.fault_plan())}"),
         ("whole run (s)", f"{took_s:.0f}"),
     ]
     width = max(len(name) for name, _ in rows)
@@ -473,10 +506,15 @@ def _execute(run: Run, profile: Profile) -> int:
         figures = compare(conn, batches, sent, results, leftover, failure_rows, dead)
     took_s = time.monotonic() - run.timeline.started
     print("\n" + report(run, figures, drained_s, took_s))
-    if figures.ok() and run.faults_during_traffic == len(profile.at_s):
+    if figures.ok() and run.unplanned_exits:
+        print(f"\nchaos run FAILED: workers exited on their own ({', '.join(run.unplanned_exits)}); "
+              "a worker must survive every fault in its own process")
+        _print_timeline(run)
+        return 1
+    if figures.ok() and run.faults_during_traffic == len(run.fault_plan()):
         return 0
     if figures.ok():
-        print(f"\nchaos run INCONCLUSIVE: only {run.faults_during_traffic} of {len(profile.at_s)} faults "
+        print(f"\nchaos run INCONCLUSIVE: only {run.faults_during_traffic} of {len(run.fault_plan())} faults "
               "came while jobs flowed; send more jobs (a larger profile)")
         _print_timeline(run)
         return 1

@@ -170,10 +170,13 @@ def inject(broker, worker: WorkerProcess, what: str) -> None:
     broker.fault()
     wait_until(lambda: connection_losses(worker) > losses_before, 30,
                f"the worker to log the lost connection ({what})", (worker,))
-    wait_until(broker.consuming, 60, f"the worker to consume again ({what})", (worker,))
-    # A worker that gave up keeps its process while the held job runs: its log says so first.
-    log = worker.log_path.read_text(errors="replace")
-    assert "Unrecoverable error" not in log, f"{what}:\n{worker.log_tail(80)}"
+
+    def consuming_again() -> bool:
+        # A worker that gave up keeps its process while the held job runs: its log says so first.
+        gave_up = "Unrecoverable error" in worker.log_path.read_text(errors="replace")
+        assert not gave_up, f"the worker gave up ({what}):\n{worker.log_tail(80)}"
+        return broker.consuming()
+    wait_until(consuming_again, 60, f"the worker to consume again ({what})", (worker,))
 
 
 def test_a_worker_survives_broker_restarts_and_applies_every_job_once(clean_state, broker, tmp_path):
