@@ -58,6 +58,36 @@ def _refuse_overridden(variable: str, given: str | None) -> None:
                          f"RewardsClient was given ({given!r}); unset it or pass the same URL")
 
 
+class NotPermitted(PermissionError):
+    """The broker refused the job: this client's broker user may not send it (README, "Security")."""
+
+    def __init__(self, task_name: str, user: str | None, error: Exception):
+        queue = contract.queue_for(task_name)
+        super().__init__(
+            f"the broker refused {task_name}: broker user {user or '(unnamed)'} may not send to the {queue!r} "
+            f"queue. Send it with the credentials of a role that may ({', '.join(_roles_for(queue))}). "
+            f"Broker said: {error}")
+        self.task_name, self.queue = task_name, queue
+
+
+def _roles_for(queue: str) -> list[str]:
+    return [role for role, queues in contract.QUEUES_BY_ROLE.items() if queue in queues]
+
+
+def _refused_by_broker(error: BaseException) -> bool:
+    """A permission refusal: RabbitMQ's ACCESS_REFUSED / PRECONDITION_FAILED, or Redis's NOPERM."""
+    from amqp.exceptions import AccessRefused, PreconditionFailed
+    from redis.exceptions import NoPermissionError
+
+    for _ in range(8):  # kombu wraps the driver's error once or twice
+        if error is None:
+            return False
+        if isinstance(error, (AccessRefused, PreconditionFailed, NoPermissionError)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 class RewardsClient:
     def __init__(self, broker_url: str | None = None, backend_url: str | None = None, *,
                  settings: settings_module.Settings | None = None):
@@ -107,9 +137,14 @@ class RewardsClient:
         makes a job that did run come back as `duplicate`.
         """
         sender = {"user_id": self.user_id} if self.user_id else {}
-        return self.app.send_task(task_name, kwargs=kwargs, ignore_result=ignore_result, task_id=job_id,
-                                  **contract.destination(task_name, through_exchange=self.through_exchange),
-                                  **sender)
+        try:
+            return self.app.send_task(task_name, kwargs=kwargs, ignore_result=ignore_result, task_id=job_id,
+                                      **contract.destination(task_name, through_exchange=self.through_exchange),
+                                      **sender)
+        except Exception as error:
+            if _refused_by_broker(error):
+                raise NotPermitted(task_name, self.user_id, error) from error
+            raise
 
     def checkin(self, partner_id: int, occurred_at: datetime | str | None = None, *,
                 ignore_result: bool = False) -> AsyncResult:

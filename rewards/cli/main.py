@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     except NotFound as error:
         print(f"rewards: {error}", file=sys.stderr)
         return 1
-    except (CliError, settings_module.ConfigError, CatalogError) as error:
+    except (CliError, settings_module.ConfigError, CatalogError, PermissionError) as error:
         print(f"rewards: {error}", file=sys.stderr)
         return 2
     except OperationalError as error:

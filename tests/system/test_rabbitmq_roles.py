@@ -138,7 +138,8 @@ def test_the_upstream_user_cannot_send_an_operator_or_maintenance_job_by_any_rou
 
     by_route = {label: outcomes[index::len(routes)] for index, label in enumerate(routes)}
     for outcome in by_route["its own exchange"]:
-        assert "AccessRefused" in outcome.get("error", ""), outcome
+        assert outcome.get("error", "").startswith("NotPermitted: the broker refused"), outcome
+        assert "ACCESS_REFUSED" in outcome["error"] and "rewards_test_upstream" in outcome["error"]
     for outcome in by_route["the default exchange"]:
         assert "ACCESS_REFUSED - access to exchange 'amq.default'" in outcome.get("error", ""), outcome
     # Write access to `claims` lets it land there; the worker refuses it.
@@ -188,7 +189,8 @@ def test_beat_runs_its_schedule_as_the_beat_user_which_may_send_nothing_else(wor
         beat.kill()
 
     [outcome] = produce(contract.ROLE_BEAT, [(contract.CHECKIN, {"partner_id": 2, "occurred_at": AT}, "contract")])
-    assert "AccessRefused" in outcome["error"]
+    assert outcome["error"].startswith("NotPermitted: the broker refused rewards.checkin: broker user "
+                                       "rewards_test_beat may not send to the 'checkins' queue")
 
 
 def streak_of(partner_id: int) -> int:
