@@ -157,6 +157,17 @@ Index(
     postgresql_where=partner.c.checkin_streak > 0,
     sqlite_where=partner.c.checkin_streak > 0,
 )
+# Expiry and the at-risk notice walk live streaks zone by zone, each zone's
+# due ones being one range of last check-in days (its local today decides),
+# in (day, id) order so a run can stop anywhere and the next carry on there.
+Index(
+    "ix_partner_streak_zone_day",
+    partner.c.timezone,
+    partner.c.last_checkin_day,
+    partner.c.id,
+    postgresql_where=partner.c.checkin_streak > 0,
+    sqlite_where=partner.c.checkin_streak > 0,
+)
 # The read side's leaderboards when Redis is away (rewards.leaderboards): the
 # top of a board and the count of partners ahead of one are index ranges.
 # Partners with nothing to show stay out, as they stay off the boards.

@@ -10,6 +10,13 @@ read and a streak still above 0: a check-in that commits meanwhile moves
 `last_checkin_day`, so the UPDATE matches nothing and never overwrites it.
 A check-in that waits on the reset instead sees the streak at 0 and still
 continues it if its own day allows (`streaks.next_streak`).
+
+What a run costs: one index range per time zone, holding only the live
+streaks whose last check-in is two or more local days back there (lost, or
+alive on a PRO freeze), so it follows the streaks lost since the last run,
+not the number of live ones. Each reset takes its row out of the range; a
+run stopped at its batch limit leaves a checkpoint and the next carries on
+from it (schedules/live_streaks.py).
 """
 
 from __future__ import annotations
@@ -35,12 +42,19 @@ def run(engine: Engine, now: datetime, batch_size: int, max_batches: int = 1_000
 
 
 def _expire(engine: Engine, now: datetime, batch_size: int, max_batches: int, summary: Summary) -> None:
-    # No time zone is more than a day ahead of UTC, so nobody's local
-    # yesterday is later than UTC's today: a streak whose last check-in is on
-    # or after it is alive everywhere and needs no look.
-    live_streaks.in_batches(engine, summary, now=now, last_day_before=now.date(), batch_size=batch_size,
-                       max_batches=max_batches,
-                       handle=lambda conn, standings: _reset_lost(conn, standings, now))
+    live_streaks.in_batches(engine, summary, job=JOB, now=now, window=_lost_window, batch_size=batch_size,
+                            max_batches=max_batches,
+                            handle=lambda conn, standings: _reset_lost(conn, standings, now))
+
+
+def _lost_window(zone_now: datetime) -> live_streaks.Window:
+    """A streak can be lost in a zone once a whole local day has passed since its last check-in.
+
+    Last checked in yesterday (local) is alive whatever the freeze; two days
+    ago or earlier is lost unless a freeze bridges the one missed day, which
+    `standings` decides.
+    """
+    return live_streaks.Window(date.min, zone_now.date() - timedelta(days=2))
 
 
 def _reset_lost(conn: Connection, standings: list[live_streaks.Standing], now: datetime) -> int:

@@ -3,7 +3,9 @@
 Each job (schedules/<job>.py) does its work in bounded batches inside
 `run_exclusively`, which holds the job's advisory lock for the whole run, so
 two overlapping runs (two beats, a slow run, an operator's manual run) do the
-work once: the second finds the lock held and skips.
+work once: the second finds the lock held and skips. A job that walks more
+than one run may examine keeps its place in `maintenance_checkpoint`, one
+row per job, so the next run carries on where the last one stopped.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, bindparam, select
 
 from rewards import db
 from rewards.logs import log_event
+from rewards.models import maintenance_checkpoint
 
 logger = logging.getLogger("rewards.maintenance")
 
@@ -68,3 +71,19 @@ def run_exclusively(engine: Engine, job: str, now: datetime,
               skipped=summary.skipped,
               **{name: value for name, value in summary.details.items() if isinstance(value, int)})
     return summary
+
+
+_select_checkpoint = select(maintenance_checkpoint.c.position).where(
+    maintenance_checkpoint.c.job == bindparam("job"))
+
+
+def checkpoint(conn: Connection, job: str) -> int:
+    """Where `job` left off (its own meaning of a position), 0 when it never stopped anywhere."""
+    return conn.execute(_select_checkpoint, {"job": job}).scalar_one_or_none() or 0
+
+
+def save_checkpoint(conn: Connection, job: str, position: int, now: datetime) -> None:
+    """Record where `job` got to, in the transaction of the work that got it there."""
+    statement = db.insert_on_conflict(maintenance_checkpoint).values(job=job, position=position, updated_at=now)
+    conn.execute(statement.on_conflict_do_update(
+        index_elements=["job"], set_={"position": statement.excluded.position, "updated_at": now}))

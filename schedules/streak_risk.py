@@ -4,6 +4,14 @@ After STREAK_RISK_HOUR in the partner's own time zone, a partner with a live
 streak who has not checked in during their local today gets one
 `streak.at_risk` event. The outbox key `streak_risk:{partner}:{local day}`
 makes it one per partner per local day, however many runs see them.
+
+What a run costs: for each zone past its risk hour, one index range of the
+partners whose last check-in was yesterday or the day before there (the only
+ones who can be at risk); partners who checked in today are never read. A
+partner stays at risk until they check in, so every run of the evening reads
+them again and the key keeps the notice single. When they outnumber a run's
+batches, the walk carries on from its checkpoint (schedules/live_streaks.py),
+so each is warned within ceil(at risk / (batch size x max batches)) runs.
 """
 
 from __future__ import annotations
@@ -30,14 +38,25 @@ def run(engine: Engine, now: datetime, batch_size: int, risk_hour: int,
 
 def _warn(engine: Engine, now: datetime, batch_size: int, risk_hour: int, max_batches: int,
           summary: Summary) -> None:
-    # No time zone is more than a day ahead of UTC: anyone who checked in on
-    # UTC's tomorrow has already checked in on their local today.
     def notify(conn, standings: list[live_streaks.Standing]) -> int:
         events = [_notice(s) for s in standings if _at_risk(s, risk_hour)]
         return len(outbox.emit_many(conn, events, now=now))
 
-    live_streaks.in_batches(engine, summary, now=now, last_day_before=now.date() + timedelta(days=1),
-                       batch_size=batch_size, max_batches=max_batches, handle=notify)
+    live_streaks.in_batches(engine, summary, job=JOB, now=now,
+                            window=lambda zone_now: _risk_window(zone_now, risk_hour),
+                            batch_size=batch_size, max_batches=max_batches, handle=notify)
+
+
+def _risk_window(zone_now: datetime, risk_hour: int) -> live_streaks.Window | None:
+    """Past the risk hour, a streak is at risk if its last check-in was yesterday or the day before.
+
+    Today's is safe; the day before yesterday's is alive only on a freeze
+    (`standings` decides); anything older is already lost.
+    """
+    if zone_now.hour < risk_hour:
+        return None
+    today = zone_now.date()
+    return live_streaks.Window(today - timedelta(days=2), today - timedelta(days=1))
 
 
 def _at_risk(standing: live_streaks.Standing, risk_hour: int) -> bool:
