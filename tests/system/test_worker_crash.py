@@ -2,15 +2,26 @@
 
 The workers here consume a Redis database of their own (system_broker_url),
 or a RabbitMQ vhost of their own, so no other worker of the suite can apply
-the jobs in their place. The time from the kill to the last job applied by
-the next worker is printed (pytest -s, or -rA).
+the jobs in their place. The test counts what the broker held for the
+killed worker (Redis: the `unacked` hash; RabbitMQ: the deliveries the node
+requeued as redelivered when the worker's connection died) and asserts the
+next worker ran every one of them under its first id: none is re-sent.
+
+On Redis a message taken by BRPOP and not yet written to `unacked` dies with
+the worker (DESIGN.md section 10): the producer sends such a job again under
+its id. Those re-sends are counted on a line of their own and bounded by the
+worker's prefetch window; on RabbitMQ there must be none. The time from the
+kill to the last job applied by the next worker is printed (pytest -s, or -rA).
 """
 
+import json
 import os
 import random
+import re
 import signal
 import subprocess
 import time
+from collections import Counter
 
 import pytest
 import redis
@@ -18,9 +29,10 @@ from celery.result import AsyncResult
 from kombu import Connection
 from sqlalchemy import text
 
+import celeryconfig
 from rewards import contract, db
 from rewards.client import RewardsClient
-from tests.support.processes import send_jobs, start_worker_process, wait_until
+from tests.support.processes import WorkerProcess, send_jobs, start_worker_process, wait_until
 
 pytestmark = pytest.mark.system
 
@@ -45,6 +57,15 @@ LIMITS_ENV = {
     "REWARDS_LOCK_TIMEOUT_MS": "2000",
     "REWARDS_RETRY_HORIZON_S": "60",
 }
+# Celery logs each message a worker takes at INFO: the evidence of who held what.
+WORKER_OPTIONS = ("--loglevel=INFO",)
+# The most messages a worker takes ahead of running them: -c 2 (start_worker_process)
+# times the prefetch multiplier. A Redis broker loses at most what is in the
+# consumer's hands between BRPOP and `unacked`, far fewer than this.
+PREFETCH_WINDOW = 2 * celeryconfig.worker_prefetch_multiplier
+RECEIVED = re.compile(r"Task rewards\.checkin\[([0-9a-f-]{36})\] received")
+# The line workers/base.py logs once a job ran (rewards.logs).
+RAN = re.compile(r"event=job\.(\w+) task=rewards\.checkin job_id=([0-9a-f-]{36})")
 
 
 def shuffled_checkins() -> list[tuple[str, dict]]:
@@ -59,6 +80,11 @@ def applied_checkins() -> int:
         return conn.execute(text("SELECT COUNT(*) FROM checkin")).scalar()
 
 
+def received_ids(worker: WorkerProcess) -> set[str]:
+    """The job ids the worker's log says it took from the broker."""
+    return set(RECEIVED.findall(worker.log_path.read_text(errors="replace")))
+
+
 class RedisBroker:
     def __init__(self, url: str):
         self.url, self.client = url, redis.Redis.from_url(url)
@@ -68,6 +94,14 @@ class RedisBroker:
 
     def queued(self) -> int:
         return self.client.llen("checkins")
+
+    def held_job_ids(self) -> set[str]:
+        """Read after the kill, before any other worker runs: the `unacked` hash is what the dead worker held.
+
+        Each value is kombu's [message, exchange, routing key]; Celery's
+        message protocol carries the job id in the message's headers.
+        """
+        return {json.loads(raw)[0]["headers"]["id"] for raw in self.client.hvals("unacked")}
 
 
 class RabbitBroker:
@@ -92,6 +126,23 @@ class RabbitBroker:
     def queued(self) -> int:
         return self._count("messages_ready")
 
+    def held_job_ids(self) -> set[str]:
+        """Read after the kill, before any other worker runs: the deliveries the node requeued as redelivered.
+
+        When the dead worker's connection closes, RabbitMQ puts back every
+        message it held unacknowledged and marks it redelivered; no other
+        message of the queue was ever delivered. Each is taken here without
+        acknowledging it, and closing the connection puts all of them back.
+        """
+        wait_until(lambda: self.unacknowledged() == 0, 30, "RabbitMQ to requeue the dead worker's deliveries")
+        held = set()
+        with Connection(self.url) as connection:
+            queue = next(q for q in contract.kombu_queues() if q.name == "checkins")(connection.default_channel)
+            while (message := queue.get(no_ack=False)) is not None:
+                if message.delivery_info["redelivered"]:
+                    held.add(message.headers["id"])
+        return held
+
 
 @pytest.fixture(params=["redis", "amqp"])
 def broker(request, system_broker_url):
@@ -111,15 +162,57 @@ def idle_for(broker, quiet_s: float):
     return idle
 
 
-def resend_lost(broker, jobs, job_ids, client, worker_env) -> int:
+def kill_holding_jobs(broker, worker_env: dict, tmp_path) -> tuple[WorkerProcess, set[str]]:
+    """A worker SIGKILLed while it applies check-ins; returns it and the job ids the broker held for it."""
+    doomed = start_worker_process("doomed", "checkins", worker_env, tmp_path, WORKER_OPTIONS)
+    try:
+        wait_until(lambda: applied_checkins() >= 100, 60, "the first worker to apply 100 check-ins", (doomed,))
+    finally:
+        doomed.kill(signal.SIGKILL)
+    held = broker.held_job_ids()
+    # The fault's evidence: the killed worker held jobs, and its own log says it took each of them.
+    assert held, f"the worker held no unacknowledged job when it was killed:\n{doomed.log_tail()}"
+    assert held <= received_ids(doomed), f"the broker held jobs the worker never logged:\n{doomed.log_tail()}"
+    assert applied_checkins() < JOBS
+    return doomed, held
+
+
+def unanswered(job_ids: list[str], client) -> list[str]:
+    return [job_id for job_id in job_ids if not AsyncResult(job_id, app=client.app).ready()]
+
+
+def resend_lost(broker, jobs, job_ids, held: set[str], client, worker_env) -> list[str]:
     """The producer's recovery (README, "A job the Redis broker lost"): a job with no result while
-    the broker holds nothing is sent again under its id; its key makes a second run a duplicate."""
-    lost = [(job, job_id) for job, job_id in zip(jobs, job_ids) if not AsyncResult(job_id, app=client.app).ready()]
-    # RabbitMQ acknowledgements leave no such gap: there, a job without a result is a defect.
-    assert not lost or isinstance(broker, RedisBroker), f"RabbitMQ lost {len(lost)} job(s)"
+    the broker holds nothing is sent again under its id; returns the ids sent again."""
+    lost = unanswered(job_ids, client)
+    assert not held & set(lost), f"jobs the killed worker held were never run: {sorted(held & set(lost))}"
+    # RabbitMQ acknowledgements leave no gap: there, a job without a result is a defect.
+    assert not lost or isinstance(broker, RedisBroker), f"RabbitMQ lost {len(lost)} job(s): {lost[:5]}"
+    assert len(lost) <= PREFETCH_WINDOW, f"Redis lost {len(lost)} jobs, more than a prefetch window"
     if lost:
-        send_jobs([job for job, _ in lost], worker_env, [job_id for _, job_id in lost])
-    return len(lost)
+        send_jobs([job for job, job_id in zip(jobs, job_ids) if job_id in lost], worker_env, lost)
+    return lost
+
+
+def ran_ids(worker: WorkerProcess) -> dict[str, str]:
+    """Job id -> the outcome the worker logged for it after running it (applied, duplicate...)."""
+    return {job_id: status for status, job_id in RAN.findall(worker.log_path.read_text(errors="replace"))}
+
+
+def assert_survivor_ran_held(held: set[str], survivor: WorkerProcess, doomed: WorkerProcess, client) -> Counter:
+    """Every job the broker held at the kill was redelivered to the survivor and ran there, under its own id.
+
+    Returns how the survivor's runs came out: `duplicate` for a job the killed
+    worker had committed but not yet acknowledged.
+    """
+    redelivered = held & received_ids(survivor) & received_ids(doomed)
+    assert redelivered == held, (f"held jobs the survivor never took: {sorted(held - redelivered)[:5]}"
+                                 f"\n{survivor.log_tail()}")
+    ran = ran_ids(survivor)
+    assert held <= ran.keys(), f"held jobs the survivor never ran: {sorted(held - ran.keys())[:5]}"
+    # Celery keeps the first SUCCESS stored: the original's outcome, whichever worker committed it.
+    assert {AsyncResult(job_id, app=client.app).get(timeout=60)["status"] for job_id in held} == {"applied"}
+    return Counter(ran[job_id] for job_id in held)
 
 
 def test_a_killed_workers_jobs_are_applied_exactly_once_by_the_next_worker(clean_state, broker, tmp_path):
@@ -128,37 +221,35 @@ def test_a_killed_workers_jobs_are_applied_exactly_once_by_the_next_worker(clean
     job_ids = send_jobs(jobs, worker_env)
     client = RewardsClient()
 
-    first = start_worker_process("doomed", "checkins", worker_env, tmp_path)
-    try:
-        wait_until(lambda: applied_checkins() >= 100, 60, "the first worker to apply 100 check-ins", (first,))
-        held = broker.unacknowledged()
-    finally:
-        first.kill(signal.SIGKILL)
+    doomed, held = kill_holding_jobs(broker, worker_env, tmp_path)
     killed_at = time.monotonic()
-    applied_before_kill = applied_checkins()
-    assert held > 0, "the worker held no unacknowledged message when it was killed"
-    assert applied_before_kill < JOBS
-
-    second = start_worker_process("survivor", "checkins", worker_env, tmp_path)
+    survivor = start_worker_process("survivor", "checkins", worker_env, tmp_path, WORKER_OPTIONS)
     try:
         progress = (lambda: f"{applied_checkins()} applied, {broker.unacknowledged()} unacknowledged, "
                             f"{broker.queued()} queued")
         idle = idle_for(broker, VISIBILITY_TIMEOUT_S * 3)
-        wait_until(lambda: applied_checkins() == JOBS or idle(), 120, f"all {JOBS} check-ins to be applied",
-                   (second,), progress=progress)
-        resent = resend_lost(broker, jobs, job_ids, client, worker_env)
+        wait_until(lambda: not unanswered(job_ids, client) or idle(), 120, f"all {JOBS} jobs to be answered",
+                   (survivor,), progress=progress)
+        resent = resend_lost(broker, jobs, job_ids, held, client, worker_env)
         wait_until(lambda: applied_checkins() == JOBS, 60, f"all {JOBS} check-ins to be applied after "
-                   f"{resent} were sent again", (second,), progress=progress)
-        print(f"\n{type(broker).__name__}: {time.monotonic() - killed_at:.1f} s from the SIGKILL to every job "
-              f"applied by the next worker (visibility timeout {VISIBILITY_TIMEOUT_S} s on Redis); "
-              f"{resent} lost by the broker and sent again")
-        results = [AsyncResult(job_id, app=client.app).get(timeout=60) for job_id in job_ids]
-        wait_until(lambda: broker.unacknowledged() == 0, 30, "every message to be acknowledged", (second,))
+                   f"{len(resent)} were sent again", (survivor,), progress=progress)
+        results = dict(zip(job_ids, (AsyncResult(job_id, app=client.app).get(timeout=60) for job_id in job_ids)))
+        survivor_runs = assert_survivor_ran_held(held, survivor, doomed, client)
+        wait_until(lambda: broker.unacknowledged() == 0, 30, "every message to be acknowledged", (survivor,))
     finally:
-        second.kill(signal.SIGTERM)
+        survivor.kill(signal.SIGTERM)
         client.close()
 
-    assert {r["status"] for r in results} <= {"applied", "duplicate"}
+    recovered_applied = sum(results[job_id]["status"] == "applied" for job_id in resent)
+    print(f"\n{type(broker).__name__}: {time.monotonic() - killed_at:.1f} s from the SIGKILL to every job "
+          f"applied by the next worker (visibility timeout {VISIBILITY_TIMEOUT_S} s on Redis)\n"
+          f"  held by the killed worker, run by the next one: {len(held)} (its runs: {dict(survivor_runs)})\n"
+          f"  lost by the broker, recovered by the producer: {len(resent)} ({recovered_applied} applied)")
+    assert {r["status"] for r in results.values()} <= {"applied", "duplicate"}
+    assert_applied_exactly_once()
+
+
+def assert_applied_exactly_once() -> None:
     with db.get_engine().connect() as conn:
         partners = conn.execute(text("SELECT COUNT(*), MIN(xp), MAX(xp), MIN(checkin_streak), MAX(checkin_streak) "
                                      "FROM partner")).one()
