@@ -11,6 +11,12 @@ the next run delivers them again, with the same event id.
 After delivering, the run prunes events delivered more than the retention
 period ago, through the retention engine: the worker's role may not delete
 outbox rows (migrations/versions/0009_roles.py).
+
+What a run costs: at most `budget_s` of deliveries, each batch one range of
+`ix_outbox_pending` (undelivered events only, by due time). A claimed event
+is delivered or leased ahead, so no run reads the same event twice and the
+next run starts at the oldest event still due; pruning walks
+`ix_outbox_delivered_at` in bounded batches, oldest first.
 """
 
 from __future__ import annotations

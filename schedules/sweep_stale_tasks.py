@@ -5,6 +5,12 @@ conditional `UPDATE … WHERE status = 'STARTED'`, so a claim that commits at
 the same moment wins or loses cleanly: a completed attempt is never expired,
 and an expired one can no longer be claimed. Each expiry writes an audit row
 and a `task.expired` event keyed by the attempt, in the same transaction.
+
+What a run costs: one range of `ix_partner_task_stale_sweep` (STARTED
+attempts only, by start) per batch. Every attempt it reads leaves that index
+in the same transaction (expired, or completed by a claim that won the
+race), so each batch starts at the oldest attempt still due and a run that
+stops at its batch limit leaves the rest first in line for the next.
 """
 
 from __future__ import annotations

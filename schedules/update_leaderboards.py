@@ -22,6 +22,12 @@ are read again next run, which costs a re-read and nothing else.
 `rebuild` builds every board from one PostgreSQL snapshot under temporary
 keys and renames them over the live ones in one MULTI, with the checkpoint of
 that snapshot; `drift` compares Redis with PostgreSQL board by board.
+
+What a run costs: the feed rows since the checkpoint, read by primary key,
+at most `max_batches` batches in all; the checkpoint moves with every batch
+(waiting only at a gap younger than `lag_s`), so a run that stops at its limit leaves the rest to the next, and a
+run never reads rows older than the checkpoint (a rebuild, only when Redis
+lost it, reads every partner on the boards once).
 """
 
 from __future__ import annotations
