@@ -160,13 +160,16 @@ Index(
 # Expiry and the at-risk notice walk live streaks zone by zone, each zone's
 # due ones being one range of last check-in days (its local today decides),
 # in (day, id) order so a run can stop anywhere and the next carry on there.
+# A live streak always has a last day; saying so keeps the read side's plain
+# `checkin_streak > 0` queries on their own index rather than this wider one.
+_LIVE_STREAK_WITH_A_DAY = (partner.c.checkin_streak > 0) & partner.c.last_checkin_day.isnot(None)
 Index(
     "ix_partner_streak_zone_day",
     partner.c.timezone,
     partner.c.last_checkin_day,
     partner.c.id,
-    postgresql_where=partner.c.checkin_streak > 0,
-    sqlite_where=partner.c.checkin_streak > 0,
+    postgresql_where=_LIVE_STREAK_WITH_A_DAY,
+    sqlite_where=_LIVE_STREAK_WITH_A_DAY,
 )
 # The read side's leaderboards when Redis is away (rewards.leaderboards): the
 # top of a board and the count of partners ahead of one are index ranges.

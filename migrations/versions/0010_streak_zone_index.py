@@ -28,7 +28,7 @@ COLUMNS = ["timezone", "last_checkin_day", "id"]
 
 def upgrade() -> None:
     postgres = op.get_bind().dialect.name == "postgresql"
-    live = sa.text("checkin_streak > 0")
+    live = sa.text("checkin_streak > 0 AND last_checkin_day IS NOT NULL")
     with op.get_context().autocommit_block():
         op.create_index(NAME, "partner", COLUMNS, postgresql_where=live, sqlite_where=live,
                         postgresql_concurrently=postgres, if_not_exists=True)
