@@ -12,6 +12,14 @@ shared node itself is not restarted: other suites use it). A worker that
 exits on its own is counted in the table; the run expects none. At the end every
 partner is compared with chaos.model and a table is printed; a failure
 prints the seed and the timeline, and exits 1.
+
+A fault counts only with evidence that it had an effect: a killed pool child
+held a job (the worker's `inspect active` named it, and Celery logged the
+WorkerLostError), a killed main process held jobs, PostgreSQL faults were
+followed by logged retries, a broker or result store restart by logged lost
+connections. A fault without evidence makes the run inconclusive (exit 1).
+Jobs the broker lost are sent again by the producer under their ids and
+reported on a line of their own; on RabbitMQ there must be none.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -102,9 +111,13 @@ class Worker:
         errors = [line for line in lines if "Error" in line or "CRITICAL" in line]
         return (errors or lines or ["(empty log)"])[-1][:300]
 
+    def log_count(self, marker: str) -> int:
+        """How often `marker` appears in this worker's log (appended to across restarts, so it only grows)."""
+        return (self.folder / f"{self.name}.log").read_text(errors="replace").count(marker)
+
     def connection_losses(self) -> int:
         """How often Celery logged losing its broker connection in this worker's log."""
-        return (self.folder / f"{self.name}.log").read_text(errors="replace").count("Connection to broker lost")
+        return self.log_count("Connection to broker lost")
 
     def kill_group(self, sig: int = signal.SIGKILL) -> None:
         try:
@@ -126,6 +139,13 @@ class Run:
         self.in_flight: list[str] = []
         self.traffic_done = False
         self.faults_during_traffic = 0
+        # Per fault: what shows it had an effect, or None (the run is then inconclusive).
+        self.evidence: dict[str, str | None] = {}
+        # Per kill: the job ids the killed process held; each must run again without a re-send.
+        self.held: dict[str, list[str]] = {}
+        # Per fault: each log marker's count when it started (see logged_evidence).
+        self.marks_before: dict[str, Counter] = {}
+        self.control = None
         # Jobs the broker lost, sent again by the producer; their results say
         # whether the first message had run (duplicate) or not (applied).
         self.resent: list[str] = []
@@ -168,6 +188,8 @@ class Run:
             for worker in self.workers:
                 if worker.process and worker.process.poll() is None:
                     worker.kill_group(signal.SIGTERM)
+        if self.control is not None:
+            self.control.close()
         self.pg.cleanup()
         self.redis.cleanup()
         if self.vhost:
@@ -185,15 +207,92 @@ class Run:
             if stop.wait(max(0.0, at_s - (time.monotonic() - self.timeline.started))):
                 return
             self.faults_during_traffic += not self.traffic_done
-            getattr(self, "_" + name.rstrip("_12"))()
+            self.marks_before[name] = self._log_counts(self.ALL_MARKERS)
+            self.evidence[name] = getattr(self, "_" + name.rstrip("_12"))(name)
 
-    def _kill_child(self) -> None:
-        worker = self._working_worker()
-        children = worker.children()
-        if not children:
-            raise RuntimeError(f"{worker.name} has no pool child to kill")
-        os.kill(children[0], signal.SIGKILL)
-        self.timeline.note(f"SIGKILL pool child {children[0]} of {worker.name}", fault_end=True)
+    # Log lines that show a fault had an effect, by fault (any worker's log).
+    EFFECTS = {
+        "pg_stop": ("event=job.retry", "event=job.requeued"),
+        "pg_freeze": ("event=job.retry", "event=job.requeued", "event=job.time_limit_requeued",
+                      "Soft time limit", "Hard time limit"),
+        "redis_restart": ("Connection to broker lost", "Connection to Redis lost", "Failed operation",
+                          "event=job.retry", "event=job.result_unstored"),
+    }
+    ALL_MARKERS = tuple(sorted({marker for markers in EFFECTS.values() for marker in markers}))
+
+    def _log_counts(self, markers: tuple[str, ...]) -> Counter:
+        return Counter({marker: sum(worker.log_count(marker) for worker in self.workers) for marker in markers})
+
+    def logged_evidence(self) -> None:
+        """Evidence from the logs, for the faults that leave it there: the marker lines logged from the
+        fault's start to the next fault's start (or the run's end); retries and reconnections follow a
+        fault within that window, and counting afterwards keeps the fault timeline on time."""
+        names = sorted(self.marks_before, key=self.fault_plan().get)
+        for name, following in zip(names, [*names[1:], None]):
+            markers = self.EFFECTS.get(name.rstrip("_12"))
+            if markers is None:
+                continue
+            after = self.marks_before[following] if following else self._log_counts(self.ALL_MARKERS)
+            grown = Counter({m: after[m] - self.marks_before[name][m] for m in markers}) + Counter()
+            self.evidence[name] = ", ".join(f"{marker!r} x{count}" for marker, count in grown.items()) or None
+
+    def _jobs_of(self, worker: Worker, *kinds: str) -> dict[int | None, list[str]]:
+        """Pool child pid -> job ids, as the worker's main process reports them (Celery's remote control).
+
+        kinds: "active" (running in a child) and/or "reserved" (prefetched, no child yet: pid None).
+        """
+        if self.control is None:
+            from rewards.client import RewardsClient
+
+            self.control = RewardsClient()
+        # One node, and return on its reply: a stale answer names jobs long finished.
+        inspect = self.control.app.control.inspect([f"{worker.name}@{socket.gethostname()}"], timeout=2, limit=1)
+        jobs: dict[int | None, list[str]] = {}
+        for kind in kinds:
+            try:
+                replies = getattr(inspect, kind)() or {}
+            except Exception:  # noqa: BLE001 - the broker may be the fault of the moment
+                replies = {}
+            for node, requests in replies.items():
+                if node.split("@")[0] == worker.name:
+                    for request in requests:
+                        jobs.setdefault(request.get("worker_pid"), []).append(request["id"])
+        return jobs
+
+    def _kill_child(self, name: str) -> str | None:
+        """SIGKILL a pool child running a job; the evidence is the job and Celery's WorkerLostError for it.
+
+        Jobs take milliseconds: a child named running one may have finished it
+        by the time the signal lands. Celery logs WorkerLostError only for a
+        child that died holding a job, so a kill without it is tried again.
+        """
+        for attempt in range(1, 21):
+            worker = self._working_worker()
+            running = {pid: ids for pid, ids in self._jobs_of(worker, "active").items()
+                       if pid in worker.children()}
+            if not running:
+                time.sleep(0.2)
+                continue
+            pid, ids = next(iter(running.items()))
+            lost_before = worker.log_count("WorkerLostError")
+            os.kill(pid, signal.SIGKILL)
+            self.timeline.note(f"SIGKILL pool child {pid} of {worker.name}, running {', '.join(ids)}",
+                               fault_end=True)
+            if self._child_lost_job(worker, lost_before):
+                self.held[name] = ids
+                return f"child {pid} of {worker.name} held {', '.join(ids)}; WorkerLostError logged"
+            self.timeline.note(f"{name}: child {pid} had finished its job (no WorkerLostError); "
+                               f"killing another (attempt {attempt})")
+        return None
+
+    def _child_lost_job(self, worker: Worker, lost_before: int) -> bool:
+        # The main process logs it as soon as it reaps the child.
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            if worker.log_count("WorkerLostError") > lost_before:
+                return True
+            time.sleep(0.2)
+        return False
 
     def _working_worker(self) -> Worker:
         """A worker whose pool has applied one of the jobs in flight since it last started.
@@ -213,7 +312,7 @@ class Run:
             time.sleep(0.2)
         raise RuntimeError("no worker applied a job in flight for 60 s: nothing to kill a pool child of")
 
-    def _kill_main(self) -> None:
+    def _kill_main(self, name: str) -> str | None:
         worker = self.workers[0]
         pending = self._unfinished()
         deadline = time.monotonic() + 120
@@ -221,6 +320,8 @@ class Run:
             time.sleep(0.1)  # kill it while it holds work, not between two batches
             pending = self._unfinished()
         applied_before = self.applied_count()
+        # What the main process holds, running and prefetched: each must run again, not be re-sent.
+        held = [job_id for ids in self._jobs_of(worker, "active", "reserved").values() for job_id in ids]
         with self.workers_lock:
             os.kill(worker.process.pid, signal.SIGKILL)
             killed_at = time.monotonic()
@@ -230,6 +331,10 @@ class Run:
             worker.start()
         self.timeline.note(f"{worker.name} started again (pid {worker.process.pid})", fault_end=True)
         threading.Thread(target=self._measure_redelivery, args=(killed_at, pending), daemon=True).start()
+        if not held:
+            return None
+        self.held[name] = held
+        return f"main process of {worker.name} held {len(held)} jobs ({', '.join(held[:3])}...)"
 
     def supervise(self) -> None:
         """Start again a worker that exited on its own, noting why; stop the run if one keeps dying."""
@@ -270,28 +375,31 @@ class Run:
                 return
             time.sleep(0.5)
 
-    def _pg_stop(self) -> None:
+    def _pg_stop(self, name: str) -> str | None:
         self.pg.stop()
         self.timeline.note(f"PostgreSQL stopped for {self.profile.pg_stop_s:g} s")
         time.sleep(self.profile.pg_stop_s)
         self.pg.start()
         self.timeline.note("PostgreSQL started again", fault_end=True)
+        return None  # logged_evidence
 
-    def _pg_freeze(self) -> None:
+    def _pg_freeze(self, name: str) -> str | None:
         self.pg.signal_all(signal.SIGSTOP)
         self.timeline.note(f"PostgreSQL frozen (SIGSTOP) for {self.profile.pg_freeze_s:g} s")
         time.sleep(self.profile.pg_freeze_s)
         self.pg.signal_all(signal.SIGCONT)
         self.timeline.note("PostgreSQL resumed (SIGCONT)", fault_end=True)
+        return None  # logged_evidence
 
-    def _redis_restart(self) -> None:
+    def _redis_restart(self, name: str) -> str | None:
         self.redis.stop()
         self.timeline.note("Redis stopped (append-only file on)")
         time.sleep(3)
         self.redis.start()
         self.timeline.note("Redis started again", fault_end=True)
+        return None  # logged_evidence
 
-    def _rabbitmq_restart(self) -> None:
+    def _rabbitmq_restart(self, name: str) -> str | None:
         """Every connection of the run's vhost closed by the node, as when it restarts.
 
         Each worker must notice, reconnect and consume again in the same
@@ -306,10 +414,9 @@ class Run:
             if len(noticed) == len(self.workers):
                 break
             time.sleep(0.5)
-        if not noticed:
-            raise RuntimeError("no worker logged a lost broker connection: the RabbitMQ restart had no effect")
         self.timeline.note(f"workers that lost their broker connection and kept running: "
-                           f"{', '.join(noticed)}", fault_end=True)
+                           f"{', '.join(noticed) or 'none'}", fault_end=True)
+        return f"'Connection to broker lost' logged by {', '.join(noticed)}" if noticed else None
 
     # ---- observing ---------------------------------------------------------------
     def _redis(self, db: int):
@@ -385,6 +492,7 @@ class Run:
         """Wait for every job's SUCCESS result; send again, once, what the broker lost (see RewardsClient.send)."""
         deadline = time.monotonic() + timeout_s
         idle_since = None
+        sent_again = False
         job_ids = [job_id for _, job_id in sent]
         while time.monotonic() < deadline:
             results = self.results(job_ids)
@@ -394,21 +502,21 @@ class Run:
             broker_empty = self.queued() == 0 and self.unacknowledged() == 0
             idle_since = (idle_since or time.monotonic()) if broker_empty else None
             if idle_since and time.monotonic() - idle_since > 30:
-                if self.resent:
+                if sent_again:
                     self.timeline.note(f"{what}: {len(missing)} jobs without a SUCCESS result and nothing "
                                        "left on the broker, after sending them again")
                     return
                 self._send_again(client, missing, what)
-                idle_since = None
+                sent_again, idle_since = True, None
             time.sleep(0.5)
         self.timeline.note(f"{what}: gave up waiting after {timeout_s:g} s")
 
     def _send_again(self, client, missing: list[tuple[traffic.Job, str]], what: str) -> None:
-        self.resent = [job_id for _, job_id in missing]
+        self.resent += [job_id for _, job_id in missing]
         for job, job_id in missing:
             self._send(client, job, job_id)
         self.timeline.note(f"{what}: {len(missing)} jobs without a SUCCESS result and nothing left on the "
-                           f"broker: sent again under their ids ({', '.join(self.resent[:5])})")
+                           f"broker: sent again under their ids ({', '.join(job_id for _, job_id in missing[:5])})")
 
     def wait_for_faults_and_drain(self, fault_thread: threading.Thread, job_ids: list[str],
                                   timeout_s: float) -> float:
@@ -428,7 +536,31 @@ def resent_figures(run: Run, figures) -> str:
     """How the jobs sent again came out: applied (the broker lost the message before it ran) or duplicate."""
     results = run.results(run.resent)
     statuses = Counter(r["result"]["status"] for r in results.values() if r["status"] == "SUCCESS")
-    return f"{len(run.resent)}: {statuses['applied']} / {statuses['duplicate']}"
+    required = " (must be 0 on RabbitMQ)" if run.vhost and run.resent else ""
+    return f"{len(run.resent)}: {statuses['applied']} / {statuses['duplicate']}{required}"
+
+
+def unanswered_held(run: Run, name: str) -> list[str]:
+    """Jobs a killed process held that have no result of their own: lost, or answered only by a re-send."""
+    results = run.results(run.held.get(name, []))
+    return [job_id for job_id in run.held.get(name, [])
+            if results.get(job_id, {}).get("status") != "SUCCESS" or job_id in run.resent]
+
+
+def fault_rows(run: Run) -> list[tuple[str, str]]:
+    """Each fault and its evidence; a kill also says whether every job it held ran without a re-send."""
+    rows = []
+    for name in sorted(run.fault_plan(), key=run.fault_plan().get):
+        evidence = run.evidence.get(name) or "NO EVIDENCE: inconclusive"
+        if name in run.held:
+            held, unanswered = run.held[name], unanswered_held(run, name)
+            evidence += f"; held jobs with their result, none re-sent: {len(held) - len(unanswered)} of {len(held)}"
+        rows.append((f"fault {name}", evidence))
+    return rows
+
+
+def faults_with_evidence(run: Run) -> int:
+    return sum(bool(run.evidence.get(name)) and not unanswered_held(run, name) for name in run.fault_plan())
 
 
 def report(run: Run, figures, drained_s: float, took_s: float) -> str:
@@ -445,7 +577,8 @@ def report(run: Run, figures, drained_s: float, took_s: float) -> str:
         ("wrongly applied", figures.wrongly_applied),
         ("falsely failed", figures.falsely_failed),
         ("stuck", figures.stuck),
-        ("lost by the broker, sent again: now applied / duplicate", resent_figures(run, figures)),
+        ("lost by the broker, recovered by the producer (re-sent): applied / duplicate",
+         resent_figures(run, figures)),
         ("partners differing from the model", figures.partners_differing),
         ("invariants held", "all" if not figures.invariants_broken else "BROKEN: " + "; ".join(figures.invariants_broken)),
         ("workers that exited on their own (restarted)",
@@ -454,6 +587,8 @@ def report(run: Run, figures, drained_s: float, took_s: float) -> str:
          "-" if run.kill_to_redelivery_s is None else f"{run.kill_to_redelivery_s:.1f}"),
         ("last fault to fully drained (s)", f"{drained_s:.1f}"),
         ("faults injected while jobs flowed", f"{run.faults_during_traffic} of {len(run.fault_plan())}"),
+        ("faults with evidence of an effect", f"{faults_with_evidence(run)} of {len(run.fault_plan())}"),
+        *fault_rows(run),
         ("whole run (s)", f"{took_s:.0f}"),
     ]
     width = max(len(name) for name, _ in rows)
@@ -498,6 +633,7 @@ def _execute(run: Run, profile: Profile) -> int:
     run.timeline.note("every batch sent and drained")
     drained_s = run.wait_for_faults_and_drain(fault_thread, [job_id for _, job_id in sent], drain_timeout_s)
     run.timeline.note("broker empty after the last fault")
+    run.logged_evidence()
     results = run.results([job_id for _, job_id in sent])
     leftover = run.queued() + run.unacknowledged()
     with db.get_engine().connect() as conn:
@@ -511,11 +647,18 @@ def _execute(run: Run, profile: Profile) -> int:
               "a worker must survive every fault in its own process")
         _print_timeline(run)
         return 1
-    if figures.ok() and run.faults_during_traffic == len(run.fault_plan()):
+    if figures.ok() and run.vhost and run.resent:
+        print(f"\nchaos run FAILED: RabbitMQ lost {len(run.resent)} jobs, which the producer sent again "
+              f"({', '.join(run.resent[:5])}); acknowledgements must leave no such gap")
+        _print_timeline(run)
+        return 1
+    planned = len(run.fault_plan())
+    if figures.ok() and run.faults_during_traffic == planned and faults_with_evidence(run) == planned:
         return 0
     if figures.ok():
-        print(f"\nchaos run INCONCLUSIVE: only {run.faults_during_traffic} of {len(run.fault_plan())} faults "
-              "came while jobs flowed; send more jobs (a larger profile)")
+        print(f"\nchaos run INCONCLUSIVE: {run.faults_during_traffic} of {planned} faults came while jobs "
+              f"flowed, {faults_with_evidence(run)} of {planned} showed evidence of an effect "
+              "(a fault without it proves nothing)")
         _print_timeline(run)
         return 1
     print(f"\nchaos run FAILED (replay: python -m chaos --broker {run.broker} --seed {run.seed} "

@@ -15,6 +15,12 @@ from tests.support.processes import REPO_ROOT
 
 pytestmark = pytest.mark.system
 
+# Redis loses a message taken by BRPOP and not yet recorded as
+# unacknowledged when the taker dies or its connection drops (DESIGN.md
+# section 10): one BRPOP's message per worker, at the main-process kill and
+# at the Redis restart; anything more is a defect.
+REDIS_RESENT_MAX = 4
+
 
 @pytest.mark.parametrize("broker", ["redis", "amqp"])
 def test_the_short_chaos_seed_loses_nothing_and_matches_the_reference_model(broker):
@@ -30,3 +36,12 @@ def test_the_short_chaos_seed_loses_nothing_and_matches_the_reference_model(brok
                if "faults injected while jobs flowed" in line), report
     assert any(line.split()[-1] == "0" for line in report.splitlines()
                if "workers that exited on their own" in line), report
+    # Every fault had an effect the run saw (a held job, a retry, a lost connection)...
+    assert any(line.split()[-3:] == faults.split() for line in report.splitlines()
+               if "faults with evidence of an effect" in line), report
+    assert "NO EVIDENCE" not in report, report
+    # ... and what the broker lost is reported: nothing on RabbitMQ, a few messages at most on Redis.
+    resent = [int(line.split(":")[-2].split()[-1]) for line in report.splitlines()
+              if "lost by the broker, recovered by the producer" in line]
+    assert len(resent) == 1, report
+    assert resent[0] == 0 if broker == "amqp" else resent[0] <= REDIS_RESENT_MAX, report
