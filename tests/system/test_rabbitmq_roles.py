@@ -23,6 +23,7 @@ from sqlalchemy import text
 
 from rewards import contract, db
 from rewards.access import rabbitmq
+from tests.integration.test_trust_boundaries import PAYLOADS, STATE, snapshot
 from tests.support.database import count
 from tests.support.processes import REPO_ROOT, start_worker_process, wait_until
 
@@ -35,7 +36,8 @@ OPERATOR_AND_MAINTENANCE_JOBS = [contract.ADJUST] + [
     contract.MAINTENANCE_EXPIRE_STREAKS, contract.MAINTENANCE_STREAK_RISK, contract.MAINTENANCE_RECONCILE,
     contract.MAINTENANCE_RELAY_OUTBOX, contract.MAINTENANCE_SWEEP_STALE_TASKS,
     contract.MAINTENANCE_UPDATE_LEADERBOARDS]
-ADJUSTMENT = {"partner_id": 1, "amount": 1_000_000_000, "reason": "mint", "request_id": "mint"}
+ADJUSTMENT = PAYLOADS[contract.ADJUST]
+EMPTY = {"rows": dict.fromkeys(STATE, 0), "partner": [], "tasks": []}
 # Jobs to a queue of the wrong role are refused by the broker before they
 # are queued; a result would never come, so producers wait this long at most.
 RESULT_TIMEOUT_S = 30
@@ -125,30 +127,43 @@ def test_the_upstream_user_runs_the_whole_partner_facing_flow_and_reads_every_re
     assert xp == {1: 10 + 100, 2: 10, 3: 10}
 
 
-def test_the_upstream_user_cannot_send_an_operator_or_maintenance_job_by_any_route(worker):
-    routes = {
-        "its own exchange": "contract",
-        "the default exchange": {"exchange": ""},
-        "a partner exchange": {"exchange": contract.QUEUE_CLAIMS},
-    }
-    jobs = [(name, ADJUSTMENT if name == contract.ADJUST else {}, route)
-            for name in OPERATOR_AND_MAINTENANCE_JOBS for route in routes.values()]
+def test_every_job_the_upstream_user_sends_through_any_queue_but_its_own_writes_nothing_but_a_failure(worker):
+    # Every job name of the contract through every exchange (each queue's
+    # own, and the default one) that is not the job's own queue, and the
+    # operator's and maintenance jobs through their own exchanges too.
+    exchanges = [*contract.QUEUES, ""]
+    routes = [(name, exchange) for name in PAYLOADS for exchange in exchanges
+              if exchange != contract.queue_for(name) or name in OPERATOR_AND_MAINTENANCE_JOBS]
+    writable = contract.QUEUES_BY_ROLE[contract.ROLE_UPSTREAM]
 
-    outcomes = produce(contract.ROLE_UPSTREAM, jobs)
+    outcomes = produce(contract.ROLE_UPSTREAM, [(name, PAYLOADS[name], {"exchange": exchange})
+                                                for name, exchange in routes])
 
-    by_route = {label: outcomes[index::len(routes)] for index, label in enumerate(routes)}
-    for outcome in by_route["its own exchange"]:
-        assert outcome.get("error", "").startswith("NotPermitted: the broker refused"), outcome
-        assert "ACCESS_REFUSED" in outcome["error"] and "rewards_test_upstream" in outcome["error"]
-    for outcome in by_route["the default exchange"]:
-        assert "ACCESS_REFUSED - access to exchange 'amq.default'" in outcome.get("error", ""), outcome
-    # Write access to `claims` lets it land there; the worker refuses it.
-    for outcome in by_route["a partner exchange"]:
-        assert (outcome["result"]["status"], outcome["result"]["reason"]) == ("rejected", "not_permitted")
+    for (name, exchange), outcome in zip(routes, outcomes):
+        if exchange in writable:  # it lands on a partner queue; the worker refuses it
+            assert (outcome["result"]["status"], outcome["result"]["reason"]) == ("rejected", "not_permitted"), \
+                (name, exchange, outcome)
+        else:
+            refused_exchange = exchange or "amq.default"
+            assert f"ACCESS_REFUSED - access to exchange '{refused_exchange}'" in outcome.get("error", ""), \
+                (name, exchange, outcome)
     with db.get_engine().connect() as conn:
-        assert [count(conn, table) for table in ("partner", "xp_ledger", "adjustment", "audit_event")] == [0] * 4
-        refused = conn.execute(text("SELECT task_name, reason FROM job_failure ORDER BY task_name")).all()
-    assert refused == sorted((name, "not_permitted") for name in OPERATOR_AND_MAINTENANCE_JOBS)
+        assert snapshot(conn) == EMPTY
+        refused = conn.execute(text("SELECT task_name, reason, attempts FROM job_failure")).all()
+    # One failure row per job, counting each partner queue it came through.
+    arrivals = {name: sum(1 for sent, exchange in routes if sent == name and exchange in writable)
+                for name in PAYLOADS}
+    assert sorted(map(tuple, refused)) == sorted((name, "not_permitted", n) for name, n in arrivals.items())
+
+
+def test_the_upstream_client_names_the_refused_job_and_who_may_send_it(worker):
+    outcomes = produce(contract.ROLE_UPSTREAM, [(name, PAYLOADS[name], "contract")
+                                                for name in OPERATOR_AND_MAINTENANCE_JOBS])
+
+    for name, outcome in zip(OPERATOR_AND_MAINTENANCE_JOBS, outcomes):
+        queue = contract.queue_for(name)
+        assert outcome["error"].startswith(f"NotPermitted: the broker refused {name}: broker user "
+                                           f"rewards_test_upstream may not send to the '{queue}' queue"), outcome
 
 
 def test_a_producer_cannot_claim_to_be_another_user(worker):
