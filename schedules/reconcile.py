@@ -12,13 +12,22 @@ checkpoint (a partner whose balance changes always gets one). `full=True`
 (`rewards reconcile --full`) checks every partner, which is what catches a
 balance edited by hand without a ledger row.
 
-What a run costs: each batch reads the ledger rows since the checkpoint to
-find its next partners, then checks those partners' rows. The checkpoint
-moves only when a run gets through every partner in scope; a run that
-stops at `max_batches` starts the same range again next time. The beat's
-runs get REWARDS_MAINTENANCE_MAX_BATCHES (200 x 500 partners): more partners
-with new ledger rows than that between two runs, and the checkpoint never
-moves. Not yet fixed; raise the limit for reconcile until it is.
+What a run costs follows the rows to check, not the table. The incremental
+walk reads the ledger in id order from its checkpoint, a batch of rows at a
+time (the primary key's range), and checks the partners those rows belong
+to, each partner once a run. Every batch saves, in its own transaction, how
+far the walk got as the checkpoint, but never beyond the settled mark: ledger
+ids are handed out before commit, so only ids of rows older than
+REWARDS_RECONCILE_LAG_S can no longer be overtaken by a smaller one. A run
+that stops at `max_batches` leaves the next one its place, so every partner
+with new ledger rows is checked within ceil(new rows / (batch size x max
+batches)) runs; rows newer than the lag are checked now and again next run.
+
+A full run walks partner ids and keeps its own place (the `.full`
+checkpoint, a partner id) the same way, going round from just after it to
+the end and on from the first partner back to it. A run that finishes its
+lap clears that place and, having checked every partner after the settled
+rows committed, moves the incremental checkpoint up to the settled mark.
 """
 
 from __future__ import annotations
@@ -33,11 +42,10 @@ from sqlalchemy import Connection, Engine, TextClause, bindparam, func, select, 
 
 from rewards import contract, db
 from rewards.contract import keys
-from rewards.db import insert_on_conflict
 from rewards.ledger import balance, outbox
 from rewards.logs import log_event
-from rewards.models import maintenance_checkpoint, xp_ledger
-from schedules.runner import Summary, run_exclusively
+from rewards.models import xp_ledger
+from schedules.runner import Summary, checkpoint, run_exclusively, save_checkpoint
 
 JOB = contract.MAINTENANCE_RECONCILE
 logger = logging.getLogger("rewards.maintenance")
@@ -139,52 +147,102 @@ CHECKS: tuple[Check, ...] = (
     """),
 )
 
-_full_scope = text("SELECT id FROM partner WHERE id > :after ORDER BY id LIMIT :limit")
-_incremental_scope = text(
-    "SELECT DISTINCT partner_id FROM xp_ledger WHERE id > :since AND partner_id > :after "
-    "ORDER BY partner_id LIMIT :limit"
+# The full walk's own place, a partner id; the incremental one is a ledger id.
+FULL_JOB = f"{JOB}.full"
+# Partner ids past the last one (the end of the full walk's order).
+_LAST_ID = 2**63 - 1
+
+_partners_between = text(
+    "SELECT id FROM partner WHERE id > :after AND id <= :upto ORDER BY id LIMIT :limit")
+_ledger_rows_after = (
+    select(xp_ledger.c.id, xp_ledger.c.partner_id)
+    .where(xp_ledger.c.id > bindparam("after"))
+    .order_by(xp_ledger.c.id)
+    .limit(bindparam("limit"))
 )
+# Reads back from the newest row to the first one older than the lag: the lag's worth of rows.
+_settled_ledger_id = select(func.coalesce(func.max(xp_ledger.c.id), 0)).where(
+    xp_ledger.c.id > bindparam("since"), xp_ledger.c.created_at < bindparam("settled_before"))
 
 
 def run(engine: Engine, now: datetime, batch_size: int, *, full: bool = False, lag_s: int = 300,
         max_batches: int = 1_000_000) -> Summary:
     """Check the invariants as of `now`; the summary lists the mismatches found."""
-    return run_exclusively(engine, JOB, now, lambda summary: _reconcile(
-        engine, now, batch_size, full, lag_s, max_batches, summary))
+    walk = _full_walk if full else _incremental_walk
+    return run_exclusively(engine, JOB, now, lambda summary: walk(
+        engine, now, batch_size, lag_s, max_batches, summary))
 
 
-def _reconcile(engine: Engine, now: datetime, batch_size: int, full: bool, lag_s: int,
-               max_batches: int, summary: Summary) -> None:
+def _settled_mark(conn: Connection, since: int, now: datetime, lag_s: int) -> int:
+    """The ledger id below which every row has committed: the newest one older than the lag."""
+    # Ids are handed out before commit: a row older than the lag can no
+    # longer appear below this mark, so a checkpoint may move up to it.
+    return max(since, conn.execute(_settled_ledger_id, {
+        "since": since, "settled_before": now - timedelta(seconds=lag_s)}).scalar_one())
+
+
+def _incremental_walk(engine: Engine, now: datetime, batch_size: int, lag_s: int, max_batches: int,
+                      summary: Summary) -> None:
+    """Check the partners of the ledger rows after the checkpoint, `batch_size` rows a batch."""
     with engine.connect() as conn:
-        since = 0 if full else _checkpoint(conn)
-        # Ids are handed out before commit: a row older than the lag can no
-        # longer appear below this mark, so the next run may start after it.
-        high_water = conn.execute(select(func.coalesce(func.max(xp_ledger.c.id), 0)).where(
-            xp_ledger.c.created_at < now - timedelta(seconds=lag_s))).scalar_one()
-    summary.details.update(mode="full" if full else "incremental", since_ledger_id=since,
-                           mismatches=0, found=[])
-    if _check_batches(engine, now, batch_size, full, since, max_batches, summary):
-        with engine.begin() as conn:
-            _save_checkpoint(conn, max(since, high_water), now)
-    else:
-        summary.more = True
+        since = checkpoint(conn, JOB)
+        settled_id = _settled_mark(conn, since, now, lag_s)
+    summary.details.update(mode="incremental", since_ledger_id=since, mismatches=0, found=[])
+    after_id, checked = since, set()
+    while True:
+        if summary.batches >= max_batches:
+            summary.more = True
+            return
+        with db.snapshot_transaction(engine) as conn:
+            rows = conn.execute(_ledger_rows_after, {"after": after_id, "limit": batch_size}).all()
+            if not rows:
+                return
+            ids = sorted({row.partner_id for row in rows} - checked)
+            _check_batch(conn, ids, now, summary)
+            after_id = rows[-1].id
+            if min(after_id, settled_id) > since:
+                save_checkpoint(conn, JOB, min(after_id, settled_id), now)
+        checked.update(ids)
 
 
-def _check_batches(engine: Engine, now: datetime, batch_size: int, full: bool, since: int,
-                   max_batches: int, summary: Summary) -> bool:
-    """Check the partners in scope, a batch per transaction; True when none is left."""
-    scope = _full_scope if full else _incremental_scope
-    after_id = 0
+def _full_walk(engine: Engine, now: datetime, batch_size: int, lag_s: int, max_batches: int,
+               summary: Summary) -> None:
+    """Check every partner: a lap from just after the full checkpoint round to it."""
+    with engine.connect() as conn:
+        since = checkpoint(conn, JOB)
+        settled_id = _settled_mark(conn, since, now, lag_s)
+        resume_after = checkpoint(conn, FULL_JOB)
+    summary.details.update(mode="full", since_ledger_id=0, mismatches=0, found=[])
+    lap = [(resume_after, _LAST_ID)] + ([(0, resume_after)] if resume_after else [])
+    for after_id, upto_id in lap:
+        if not _full_segment(engine, now, batch_size, max_batches, after_id, upto_id, summary):
+            summary.more = True
+            return
+    with engine.begin() as conn:
+        save_checkpoint(conn, FULL_JOB, 0, now)
+        save_checkpoint(conn, JOB, settled_id, now)
+
+
+def _full_segment(engine: Engine, now: datetime, batch_size: int, max_batches: int,
+                  after_id: int, upto_id: int, summary: Summary) -> bool:
+    """Check the partners with ids in (after_id, upto_id]; True when none of them is left."""
     while summary.batches < max_batches:
         with db.snapshot_transaction(engine) as conn:
-            ids = conn.execute(scope, {"since": since, "after": after_id, "limit": batch_size}).scalars().all()
+            ids = conn.execute(_partners_between, {"after": after_id, "upto": upto_id,
+                                                   "limit": batch_size}).scalars().all()
             if not ids:
                 return True
-            summary.batches += 1
-            summary.examined += len(ids)
-            _record(conn, _mismatches(conn, ids), now, summary)
+            _check_batch(conn, ids, now, summary)
+            save_checkpoint(conn, FULL_JOB, ids[-1], now)
         after_id = ids[-1]
     return False
+
+
+def _check_batch(conn: Connection, ids: list[int], now: datetime, summary: Summary) -> None:
+    summary.batches += 1
+    summary.examined += len(ids)
+    if ids:
+        _record(conn, _mismatches(conn, ids), now, summary)
 
 
 def _mismatches(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
@@ -215,16 +273,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (date, datetime)):
         return value.isoformat()
     return value
-
-
-_select_checkpoint = select(maintenance_checkpoint.c.position).where(maintenance_checkpoint.c.job == JOB)
-
-
-def _checkpoint(conn: Connection) -> int:
-    return conn.execute(_select_checkpoint).scalar_one_or_none() or 0
-
-
-def _save_checkpoint(conn: Connection, position: int, now: datetime) -> None:
-    statement = insert_on_conflict(maintenance_checkpoint).values(job=JOB, position=position, updated_at=now)
-    conn.execute(statement.on_conflict_do_update(
-        index_elements=["job"], set_={"position": statement.excluded.position, "updated_at": now}))

@@ -160,3 +160,37 @@ def test_a_tampered_correction_row_is_found(client, admin_conn, corrupted):
                       "WHERE id = (SELECT MIN(id) FROM xp_ledger WHERE partner_id = 98 AND entry_type = 'correction')"))
     found = {m["check"] for m in reconcile_now(full=True).details["found"]}
     assert {"checkin_paid_once", "balance_matches_ledger"} <= found
+
+
+def reconcile_in_small_runs(now: datetime, full: bool = False):
+    """Two batches of two per run: four partners' worth, whatever is left over waits for the next run."""
+    return reconcile.run(db.get_engine(), now, 2, full=full, lag_s=300, max_batches=2)
+
+
+def test_incremental_runs_that_stop_at_their_limit_carry_on_until_every_partner_is_checked(
+        client, admin_conn, corrupted):
+    for partner_id in range(101, 108):
+        checkin(client, partner_id, START)
+    admin_conn.execute(text("UPDATE partner SET xp = xp + 5 WHERE id = 107"))
+    later = utcnow() + timedelta(hours=1)      # past the checkpoint's lag: those rows are settled
+    summaries = []
+    for run_number in range(3):
+        summaries.append(reconcile_in_small_runs(later + timedelta(seconds=run_number)))
+        checkin(client, 101, START + timedelta(days=run_number + 1))   # new rows keep arriving below 107
+    reported = [[m["partner_id"] for m in summary.details["found"]] for summary in summaries]
+    assert reported == [[], [107], []]
+    # Seven rows, then one new row per run: each run reads on from where the last one stopped.
+    assert [summary.examined for summary in summaries] == [4, 4, 1]
+    assert summaries[-1].more is False
+
+
+def test_full_runs_that_stop_at_their_limit_carry_on_round_every_partner(client, admin_conn, corrupted):
+    for partner_id in range(101, 106):
+        checkin(client, partner_id, START)
+    admin_conn.execute(text("UPDATE partner SET xp = xp + 5 WHERE id = 105"))   # no ledger row: full runs only
+    now = utcnow()
+    first, second = (reconcile_in_small_runs(now + timedelta(seconds=n), full=True) for n in range(2))
+    assert (first.examined, first.more, first.details["found"]) == (4, True, [])
+    assert [m["partner_id"] for m in second.details["found"]] == [105]
+    # A run without a limit (the CLI's) still checks everyone, wherever the last run stopped.
+    assert reconcile.run(db.get_engine(), now + timedelta(seconds=2), 50, full=True).examined == 5
