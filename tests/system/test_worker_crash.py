@@ -170,9 +170,12 @@ def kill_holding_jobs(broker, worker_env: dict, tmp_path) -> tuple[WorkerProcess
     finally:
         doomed.kill(signal.SIGKILL)
     held = broker.held_job_ids()
-    # The fault's evidence: the killed worker held jobs, and its own log says it took each of them.
+    # The fault's evidence: the killed worker held jobs, and its own log says it had taken some of
+    # them. Not necessarily all: the broker counts a message as delivered once it is on its way,
+    # and one still in the dead worker's socket buffer was never logged.
     assert held, f"the worker held no unacknowledged job when it was killed:\n{doomed.log_tail()}"
-    assert held <= received_ids(doomed), f"the broker held jobs the worker never logged:\n{doomed.log_tail()}"
+    assert held & received_ids(doomed), f"none of the jobs the broker held was taken by the worker:\n" \
+                                        f"{doomed.log_tail()}"
     assert applied_checkins() < JOBS
     return doomed, held
 
@@ -199,13 +202,13 @@ def ran_ids(worker: WorkerProcess) -> dict[str, str]:
     return {job_id: status for status, job_id in RAN.findall(worker.log_path.read_text(errors="replace"))}
 
 
-def assert_survivor_ran_held(held: set[str], survivor: WorkerProcess, doomed: WorkerProcess, client) -> Counter:
+def assert_survivor_ran_held(held: set[str], survivor: WorkerProcess, client) -> Counter:
     """Every job the broker held at the kill was redelivered to the survivor and ran there, under its own id.
 
     Returns how the survivor's runs came out: `duplicate` for a job the killed
     worker had committed but not yet acknowledged.
     """
-    redelivered = held & received_ids(survivor) & received_ids(doomed)
+    redelivered = held & received_ids(survivor)
     assert redelivered == held, (f"held jobs the survivor never took: {sorted(held - redelivered)[:5]}"
                                  f"\n{survivor.log_tail()}")
     ran = ran_ids(survivor)
@@ -234,7 +237,7 @@ def test_a_killed_workers_jobs_are_applied_exactly_once_by_the_next_worker(clean
         wait_until(lambda: applied_checkins() == JOBS, 60, f"all {JOBS} check-ins to be applied after "
                    f"{len(resent)} were sent again", (survivor,), progress=progress)
         results = dict(zip(job_ids, (AsyncResult(job_id, app=client.app).get(timeout=60) for job_id in job_ids)))
-        survivor_runs = assert_survivor_ran_held(held, survivor, doomed, client)
+        survivor_runs = assert_survivor_ran_held(held, survivor, client)
         wait_until(lambda: broker.unacknowledged() == 0, 30, "every message to be acknowledged", (survivor,))
     finally:
         survivor.kill(signal.SIGTERM)
