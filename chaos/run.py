@@ -62,10 +62,12 @@ PROFILES = {
     "full": Profile(450, 20, 120, 60, {"REWARDS_LATE_WINDOW_DAYS": "30"}, {
         "kill_child_1": 5, "redis_restart": 10, "rabbitmq_restart": 15, "pg_stop": 20, "kill_child_2": 150,
         "kill_main": 155, "pg_freeze": 170}),
-    # Short limits so the CI run takes a couple of minutes: a 10 s hard limit
+    # Short limits so the CI run takes a minute and a half: 400 partners, so
+    # jobs still flow when the last faults come (with 150 the traffic had
+    # sometimes drained first, and those faults had no effect); a 10 s hard limit
     # (the freeze outlasts its 9 s soft limit), a 2 s backoff cap, and so a
     # derived visibility timeout of 24 s.
-    "short": Profile(150, 10, 15, 12, {"REWARDS_LATE_WINDOW_DAYS": "20", "REWARDS_TASK_TIME_LIMIT_S": "10",
+    "short": Profile(400, 10, 15, 12, {"REWARDS_LATE_WINDOW_DAYS": "20", "REWARDS_TASK_TIME_LIMIT_S": "10",
                                      "REWARDS_RETRY_BACKOFF_S_MAX": "2", "REWARDS_CONNECT_TIMEOUT_S": "2", "REWARDS_RELAY_BUDGET_S": "2",
                                      "REWARDS_WEBHOOK_TIMEOUT_S": "2", "REWARDS_STATEMENT_TIMEOUT_MS": "3000"}, {
         "kill_child_1": 2, "redis_restart": 5, "rabbitmq_restart": 9, "pg_stop": 12, "kill_child_2": 28,
