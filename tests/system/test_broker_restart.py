@@ -39,6 +39,7 @@ from sqlalchemy import text
 
 from chaos.servers import Redis
 from rewards import db
+from tests.support.brokers import RabbitCheckins
 from tests.support.database import admin_transaction
 from tests.support.processes import WorkerProcess, send_jobs, start_worker_process, wait_until
 
@@ -101,12 +102,8 @@ class RedisBroker:
         self.server.cleanup()
 
 
-class RabbitBroker:
+class RabbitBroker(RabbitCheckins):
     """The suite's vhost on the shared node; the fault closes only that vhost's connections."""
-
-    def __init__(self, url: str):
-        self.url, self.vhost = url, url.rsplit("/", 1)[1]
-        subprocess.run(["rabbitmqctl", "-q", "purge_queue", "-p", self.vhost, "checkins"], capture_output=True)
 
     def fault(self) -> None:
         subprocess.run(["rabbitmqctl", "-q", "close_all_connections", "--vhost", self.vhost,
@@ -118,21 +115,6 @@ class RabbitBroker:
                              capture_output=True, text=True).stdout
         return "checkins" in out.split()
 
-    def _count(self, column: str) -> int:
-        out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", self.vhost, "name", column],
-                             capture_output=True, text=True, check=True).stdout
-        return sum(int(n) for name, n in (line.split() for line in out.splitlines() if line.strip())
-                   if name == "checkins" and n.isdigit())
-
-    def queued(self) -> int:
-        return self._count("messages_ready")
-
-    def unacknowledged(self) -> int:
-        return self._count("messages_unacknowledged")
-
-    def cleanup(self) -> None:
-        pass
-
 
 @pytest.fixture(params=["redis", "amqp"])
 def broker(request, tmp_path) -> Iterator[RedisBroker | RabbitBroker]:
@@ -142,7 +124,8 @@ def broker(request, tmp_path) -> Iterator[RedisBroker | RabbitBroker]:
         made = RabbitBroker(os.environ.get("REWARDS_SYSTEM_AMQP_URL",
                                            "amqp://guest:guest@127.0.0.1:5672/rewards_test"))
     yield made
-    made.cleanup()
+    if isinstance(made, RedisBroker):
+        made.cleanup()  # the throwaway server; the RabbitMQ vhost is the suite's
 
 
 def count(statement: str) -> int:

@@ -19,7 +19,6 @@ import os
 import random
 import re
 import signal
-import subprocess
 import time
 from collections import Counter
 
@@ -32,6 +31,7 @@ from sqlalchemy import text
 import celeryconfig
 from rewards import contract, db
 from rewards.client import RewardsClient
+from tests.support.brokers import RabbitCheckins
 from tests.support.processes import WorkerProcess, send_jobs, start_worker_process, wait_until
 
 pytestmark = pytest.mark.system
@@ -104,28 +104,7 @@ class RedisBroker:
         return {json.loads(raw)[0]["headers"]["id"] for raw in self.client.hvals("unacked")}
 
 
-class RabbitBroker:
-    def __init__(self, url: str):
-        self.url, self.vhost = url, url.rsplit("/", 1)[1]
-        # The jobs are queued before any worker runs, and producers declare
-        # nothing: the topology is the broker's first (as definitions give it).
-        with Connection(url) as connection:
-            for queue in contract.kombu_queues():
-                queue(connection.default_channel).declare()
-        subprocess.run(["rabbitmqctl", "-q", "purge_queue", "-p", self.vhost, "checkins"], capture_output=True)
-
-    def _count(self, column: str) -> int:
-        out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", self.vhost, "name", column],
-                             capture_output=True, text=True, check=True).stdout
-        return sum(int(n) for name, n in (line.split() for line in out.splitlines() if line.strip())
-                   if name == "checkins" and n.isdigit())
-
-    def unacknowledged(self) -> int:
-        return self._count("messages_unacknowledged")
-
-    def queued(self) -> int:
-        return self._count("messages_ready")
-
+class RabbitBroker(RabbitCheckins):
     def held_job_ids(self) -> set[str]:
         """Read after the kill, before any other worker runs: the deliveries the node requeued as redelivered.
 
