@@ -321,9 +321,14 @@ class Run:
         while len(pending) < 20 and time.monotonic() < deadline and not self.traffic_done:
             time.sleep(0.1)  # kill it while it holds work, not between two batches
             pending = self._unfinished()
-        applied_before = self.applied_count()
         # What the main process holds, running and prefetched: each must run again, not be re-sent.
-        held = [job_id for ids in self._jobs_of(worker, "active", "reserved").values() for job_id in ids]
+        # A worker between two prefetches holds nothing: wait (bounded) for one that does.
+        held = self._held_by(worker)
+        deadline = time.monotonic() + 15
+        while not held and time.monotonic() < deadline and not self.traffic_done:
+            time.sleep(0.2)
+            held = self._held_by(worker)
+        applied_before = self.applied_count()
         with self.workers_lock:
             os.kill(worker.process.pid, signal.SIGKILL)
             killed_at = time.monotonic()
@@ -337,6 +342,9 @@ class Run:
             return None
         self.held[name] = held
         return f"main process of {worker.name} held {len(held)} jobs ({', '.join(held[:3])}...)"
+
+    def _held_by(self, worker: Worker) -> list[str]:
+        return [job_id for ids in self._jobs_of(worker, "active", "reserved").values() for job_id in ids]
 
     def supervise(self) -> None:
         """Start again a worker that exited on its own, noting why; stop the run if one keeps dying."""
