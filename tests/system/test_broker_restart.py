@@ -23,6 +23,13 @@ notice, reconnect and consume again — the consumer's side of a node restart.
 
 Afterwards the lock is released and more check-ins are sent: they are
 applied only if the worker re-established its connection.
+
+On Redis a message BRPOP took off the queue and the worker had not yet
+recorded as unacknowledged dies with the connection (README, "A job the
+Redis broker lost"): a check-in of the load that is neither applied nor
+held by the broker (queued or unacknowledged) for LOST_AFTER_S is sent
+again under its id, as the producer would. At most one per fault; on
+RabbitMQ none.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -39,7 +46,7 @@ from sqlalchemy import text
 
 from chaos.servers import Redis
 from rewards import db
-from tests.support.brokers import RabbitCheckins
+from tests.support.brokers import RabbitCheckins, RedisCheckins
 from tests.support.database import admin_transaction
 from tests.support.processes import WorkerProcess, send_jobs, start_worker_process, wait_until
 
@@ -69,16 +76,18 @@ CONNECTION_LOST = "Connection to broker lost"
 # visibility timeout above, plus room for one pool child (the other is held)
 # working through the load on a busy 2-core machine.
 DRAIN_S = 240
+# How long a job of the load must be neither applied nor held by the broker
+# to count as lost: far longer than the moment between BRPOP and `unacked`.
+LOST_AFTER_S = 10
 
 
-class RedisBroker:
+class RedisBroker(RedisCheckins):
     """A throwaway Redis the test stops and starts; nothing else uses it."""
 
     def __init__(self, folder):
         self.server = Redis(folder)
         self.server.start()
-        self.url = self.server.url(0)
-        self.client = redis.Redis.from_url(self.url, socket_timeout=5)
+        super().__init__(self.server.url(0))
 
     def fault(self) -> None:
         self.server.stop()  # SIGTERM: the append-only file keeps what was queued
@@ -92,12 +101,6 @@ class RedisBroker:
         except redis.ConnectionError:
             return False
 
-    def queued(self) -> int:
-        return self.client.llen("checkins")
-
-    def unacknowledged(self) -> int:
-        return self.client.hlen("unacked")
-
     def cleanup(self) -> None:
         self.server.cleanup()
 
@@ -108,6 +111,10 @@ class RabbitBroker(RabbitCheckins):
     def fault(self) -> None:
         subprocess.run(["rabbitmqctl", "-q", "close_all_connections", "--vhost", self.vhost,
                         "broker restart (test_broker_restart)"], check=True, capture_output=True)
+
+    def held_ids(self) -> None:
+        """RabbitMQ loses no message: every job not yet applied is held by the node."""
+        return None
 
     def consuming(self) -> bool:
         """The node lists a consumer on `checkins` again: the worker reconnected."""
@@ -166,6 +173,43 @@ def inject(broker, worker: WorkerProcess, what: str) -> None:
     wait_until(consuming_again, 60, f"the worker to consume again ({what})", (worker,))
 
 
+def unapplied_ids(load: list[tuple[str, dict]], job_ids: list[str]) -> set[str]:
+    """The ids of the load's check-ins (one partner each) that have no check-in row yet."""
+    with db.get_engine().connect() as conn:
+        applied = set(conn.execute(text("SELECT partner_id FROM checkin")).scalars())
+    return {job_id for (_, job), job_id in zip(load, job_ids) if job["partner_id"] not in applied}
+
+
+def applied_or_lost(broker, load: list[tuple[str, dict]], job_ids: list[str]) -> Callable[[], bool]:
+    """A condition: every check-in of the load is applied, or (Redis) lost by the broker.
+
+    A job counts as lost once it has been neither applied nor held by the
+    broker for LOST_AFTER_S; the condition's `lost` attribute lists them.
+    """
+    outside_since: dict[str, float] = {}
+
+    def settled() -> bool:
+        missing, held, now = unapplied_ids(load, job_ids), broker.held_ids(), time.monotonic()
+        if held is None:
+            return not missing
+        outside = missing - held
+        for job_id in set(outside_since) - outside:
+            del outside_since[job_id]
+        for job_id in outside:
+            outside_since.setdefault(job_id, now)
+        settled.lost = sorted(outside)
+        return all(job_id in outside and now - outside_since[job_id] >= LOST_AFTER_S for job_id in missing)
+    settled.lost = []
+    return settled
+
+
+def resend_lost(lost: list[str], load: list[tuple[str, dict]], job_ids: list[str], env: dict) -> None:
+    """The producer's recovery: a job the broker lost is sent again under its id."""
+    assert len(lost) <= 1, f"the broker lost {len(lost)} jobs at one fault, more than one BRPOP's: {lost}"
+    if lost:
+        send_jobs([job for job, job_id in zip(load, job_ids) if job_id in lost], env, lost)
+
+
 def test_a_worker_survives_broker_restarts_and_applies_every_job_once(clean_state, broker, tmp_path):
     env = LIMITS_ENV | {"CELERY_BROKER_URL": broker.url}
     if isinstance(broker, RedisBroker):
@@ -181,7 +225,7 @@ def test_a_worker_survives_broker_restarts_and_applies_every_job_once(clean_stat
             send_jobs([("rewards.checkin", {"partner_id": HELD_PARTNER_ID, "occurred_at": HELD_DAYS[1]})], env)
             wait_until(lambda: jobs_waiting_on_a_lock() >= 1, 60, "the held job to wait on its partner",
                        (worker,))
-            send_jobs(FIRST_LOAD, env)
+            first_ids = send_jobs(FIRST_LOAD, env)
             wait_until(lambda: count("SELECT COUNT(*) FROM checkin") > 1, 60, "the load to flow", (worker,))
             queued_at_fault = broker.queued()
             assert queued_at_fault > 0, "the first fault must come while check-ins are queued"
@@ -189,8 +233,12 @@ def test_a_worker_survives_broker_restarts_and_applies_every_job_once(clean_stat
             # Draining what was queued at the fault proves the worker consumes again.
             # What it had prefetched comes back by the restore, or on Redis at
             # worst after the visibility timeout: allow that and a slow machine.
+            settled = applied_or_lost(broker, FIRST_LOAD, first_ids)
+            wait_until(settled, DRAIN_S, "the load queued at the first fault to be applied", (worker,),
+                       progress=lambda: f"{count('SELECT COUNT(*) FROM checkin')} applied, lost: {settled.lost}")
+            resend_lost(settled.lost, FIRST_LOAD, first_ids, env)
             wait_until(lambda: count("SELECT COUNT(*) FROM checkin") == 1 + len(FIRST_LOAD), DRAIN_S,
-                       "the load queued at the first fault to be applied", (worker,),
+                       f"the load to be applied after {len(settled.lost)} sent again", (worker,),
                        progress=lambda: f"{count('SELECT COUNT(*) FROM checkin')} applied")
             wait_until(lambda: broker.queued() == 0, 30, "the queue to drain", (worker,))
             time.sleep(1)  # the worker is back waiting for messages, the held job still running

@@ -14,7 +14,6 @@ worker's prefetch window; on RabbitMQ there must be none. The time from the
 kill to the last job applied by the next worker is printed (pytest -s, or -rA).
 """
 
-import json
 import os
 import random
 import re
@@ -23,7 +22,6 @@ import time
 from collections import Counter
 
 import pytest
-import redis
 from celery.result import AsyncResult
 from kombu import Connection
 from sqlalchemy import text
@@ -31,7 +29,7 @@ from sqlalchemy import text
 import celeryconfig
 from rewards import contract, db
 from rewards.client import RewardsClient
-from tests.support.brokers import RabbitCheckins
+from tests.support.brokers import RabbitCheckins, RedisCheckins
 from tests.support.processes import WorkerProcess, send_jobs, start_worker_process, wait_until
 
 pytestmark = pytest.mark.system
@@ -85,23 +83,10 @@ def received_ids(worker: WorkerProcess) -> set[str]:
     return set(RECEIVED.findall(worker.log_path.read_text(errors="replace")))
 
 
-class RedisBroker:
-    def __init__(self, url: str):
-        self.url, self.client = url, redis.Redis.from_url(url)
-
-    def unacknowledged(self) -> int:
-        return self.client.hlen("unacked")
-
-    def queued(self) -> int:
-        return self.client.llen("checkins")
-
+class RedisBroker(RedisCheckins):
     def held_job_ids(self) -> set[str]:
-        """Read after the kill, before any other worker runs: the `unacked` hash is what the dead worker held.
-
-        Each value is kombu's [message, exchange, routing key]; Celery's
-        message protocol carries the job id in the message's headers.
-        """
-        return {json.loads(raw)[0]["headers"]["id"] for raw in self.client.hvals("unacked")}
+        """Read after the kill, before any other worker runs: the `unacked` hash is what the dead worker held."""
+        return self.unacknowledged_ids()
 
 
 class RabbitBroker(RabbitCheckins):
