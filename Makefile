@@ -35,7 +35,7 @@ TEST_ENV := REWARDS_DATABASE_URL=postgresql+psycopg://rewards_test_worker@$(TEST
 	REWARDS_REDIS_URL=redis://127.0.0.1:$(TEST_REDIS_PORT)/$(LEADERBOARD_DB) \
 	REWARDS_SYSTEM_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/$(TEST_VHOST)
 
-.PHONY: help install demo services browser migrate test test-fast chaos up down flower bench bench-leaderboard clean
+.PHONY: help install demo services browser migrate test test-fast chaos up down flower bench bench-leaderboard soak-scale clean
 
 # Where `make flower` listens (127.0.0.1 only; compose publishes Flower on the same port).
 FLOWER_PORT ?= 5555
@@ -106,6 +106,30 @@ bench-leaderboard: $(STAMP) ## Top-100 and rank reads at 1,000,000 partners (BEN
 	@REWARDS_TEST_DB=$(BENCH_LB_DB) bash .ci/services.sh
 	$(BENCH_LB_ENV) $(BIN)/rewards db upgrade
 	$(BENCH_LB_ENV) $(BIN)/python -m benchmarks.leaderboard
+
+# Its own database, login roles (rewards_scale_*) and Redis database: it empties
+# and flushes them. SCALE_MIGRATE_FROM=<revision> loads at that revision and
+# upgrades to head while check-ins are applied (the soak recreates the database
+# for it); 0009 is the first the worker's role can write at, so every later
+# migration runs under load. `make soak-scale SCALE_MIGRATE_FROM=` loads at head.
+SCALE_DB ?= rewards_scale
+SCALE_REDIS_DB ?= 7
+SCALE_PARTNERS ?= 1000000
+SCALE_MIGRATE_FROM ?= 0009
+SCALE_PG := 127.0.0.1:5432/$(SCALE_DB)
+SCALE_ADMIN_URL := postgresql+psycopg://postgres@$(SCALE_PG)
+SCALE_ENV := SCALE_ADMIN_DATABASE_URL=$(SCALE_ADMIN_URL) \
+	REWARDS_DATABASE_URL=postgresql+psycopg://rewards_scale_worker@$(SCALE_PG) \
+	REWARDS_RETENTION_DATABASE_URL=postgresql+psycopg://rewards_scale_retention@$(SCALE_PG) \
+	REWARDS_REDIS_URL=redis://127.0.0.1:6379/$(SCALE_REDIS_DB) \
+	CELERY_BROKER_URL=redis://127.0.0.1:6379/$(SCALE_REDIS_DB) \
+	CELERY_RESULT_BACKEND=redis://127.0.0.1:6379/$(SCALE_REDIS_DB) \
+	SCALE_PARTNERS=$(SCALE_PARTNERS) SCALE_MIGRATE_FROM=$(SCALE_MIGRATE_FROM)
+
+soak-scale: $(STAMP) ## A simulated day at 1,000,000 partners (SCALE_PARTNERS): sizes, every maintenance job, migrations under load
+	@REWARDS_TEST_DB=$(SCALE_DB) bash .ci/services.sh
+	@if [ -z "$(SCALE_MIGRATE_FROM)" ]; then REWARDS_DATABASE_URL=$(SCALE_ADMIN_URL) $(BIN)/rewards db upgrade; fi
+	$(SCALE_ENV) $(BIN)/python -m benchmarks.scale_soak
 
 up: ## Run the production shape with docker compose (postgres, redis, migrate, worker, maintenance, beat, flower)
 	@test -f .env || { echo "make up: there is no .env here; create it from the example and set its passwords: cp .env.example .env" >&2; exit 2; }
