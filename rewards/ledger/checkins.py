@@ -112,15 +112,14 @@ def price_next(conn: Connection, state: Row, job: CheckinJob, day: date, policy:
 def checkin_credit(state: Row, job: CheckinJob, priced: PricedCheckin, policy: Policy) -> balance.CheckinCredit:
     """Everything the one-statement write of an in-order check-in binds."""
     reward = priced.reward
-    details = as_json(_details(job.partner_id, priced, 0))
-    del details["xp_after"]  # the statement adds it, with xp_before, from the balance it moved
     return balance.CheckinCredit(
         partner_id=job.partner_id, day=priced.day, streak_days=priced.streak_days,
         longest_streak_days=max(state.longest_streak, priced.streak_days), frozen_days=priced.frozen_days,
         base_xp=reward.base_xp, bonus_xp=reward.bonus_xp, multiplier=reward.multiplier,
         xp_granted=reward.xp_granted, occurred_at=job.occurred_at,
         entries=repricing.checkin_entries(job.partner_id, priced, policy),
-        audit_payload={**details, "timestamp": job.occurred_at.isoformat()},
+        # The statement adds xp_before and xp_after from the balance it moved.
+        audit_payload={"day": priced.day.isoformat(), "xp_granted": reward.xp_granted},
     )
 
 
@@ -162,11 +161,13 @@ def _apply_late(conn: Connection, state: Row, job: CheckinJob, day: date, policy
 
 
 def _audit(conn: Connection, job: CheckinJob, details: CheckinResult, now: datetime) -> None:
-    balance.audit(conn, "checkin", job.partner_id, {
-        **as_json(details), "xp_before": details.xp_after - details.xp_granted
-        - sum(c.xp_posted for c in details.corrections or ()),
-        "timestamp": job.occurred_at.isoformat(),
-    }, now)
+    """The balance before and after, and what moved it: the price itself is the check-in row's."""
+    posted = sum(c.xp_posted for c in details.corrections or ())
+    payload = {"day": details.day.isoformat(), "xp_before": details.xp_after - details.xp_granted - posted,
+               "xp_after": details.xp_after, "xp_granted": details.xp_granted}
+    if details.corrections:
+        payload["corrections"] = as_json(details)["corrections"]
+    balance.audit(conn, "checkin", job.partner_id, payload, now)
 
 
 def after_credit(conn: Connection, partner_id: int, priced: PricedCheckin, policy: Policy,
