@@ -4,7 +4,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from rewards import settings
-from rewards.models import metadata
+from rewards.models import metadata, modelled
 
 config = context.config
 target_metadata = metadata
@@ -15,7 +15,8 @@ def _url() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True,
+                      include_name=modelled)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -30,7 +31,7 @@ def run_migrations_online() -> None:
     engine = create_engine(url, poolclass=pool.NullPool, connect_args=connect_args)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata,
-                          render_as_batch=url.startswith("sqlite"))
+                          render_as_batch=url.startswith("sqlite"), include_name=modelled)
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

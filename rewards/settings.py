@@ -137,6 +137,7 @@ class MaintenanceSettings:
     relay_outbox_every_s: int
     sweep_stale_tasks_every_s: int
     update_leaderboards_every_s: int
+    retention_every_s: int
     stale_task_days: int
     streak_risk_hour: int
     batch_size: int
@@ -146,6 +147,8 @@ class MaintenanceSettings:
     relay_budget_s: int
     relay_backoff_s_max: int
     outbox_retention_days: int
+    audit_retention_days: int
+    failure_retention_days: int
     events_sink: str
     events_broker_url: str
     webhook_url: str | None
@@ -212,6 +215,10 @@ def _load_maintenance(env: Mapping[str, str], broker_url: str) -> MaintenanceSet
         # Keys de-duplicate events for a day or two (streak_risk:{partner}:{day});
         # delivered rows must outlive that, so a replayed run cannot re-emit.
         outbox_retention_days=_int(env, "REWARDS_OUTBOX_RETENTION_DAYS", 7, minimum=2),
+        retention_every_s=_int(env, "REWARDS_RETENTION_EVERY_S", 86_400, minimum=1),
+        # audit_event_drop_partitions refuses to drop anything younger than 30 days.
+        audit_retention_days=_int(env, "REWARDS_AUDIT_RETENTION_DAYS", 90, minimum=31),
+        failure_retention_days=_int(env, "REWARDS_FAILURE_RETENTION_DAYS", 30, minimum=1),
         # Empty means unset for these (compose passes every variable, set or not).
         events_sink=env.get("REWARDS_EVENTS_SINK", "").strip() or "queue",
         events_broker_url=env.get("REWARDS_EVENTS_BROKER_URL", "").strip() or broker_url,

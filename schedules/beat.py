@@ -38,4 +38,5 @@ def beat_schedule(every: MaintenanceSettings) -> dict[str, dict[str, Any]]:
                                       every.sweep_stale_tasks_every_s),                                # 1 h
         "update-leaderboards": _every_s(contract.MAINTENANCE_UPDATE_LEADERBOARDS,
                                         every.update_leaderboards_every_s),                            # 5 s
+        "retention": _every_s(contract.MAINTENANCE_RETENTION, every.retention_every_s),                 # 1 day
     }

@@ -25,6 +25,7 @@ from schedules import (
     expire_streaks,
     reconcile,
     relay_outbox,
+    retention,
     sinks,
     streak_risk,
     sweep_stale_tasks,
@@ -129,6 +130,15 @@ def sweep_stale_tasks_job(self: MaintenanceTask, now: datetime | None = None) ->
     limits = settings_module.get().maintenance
     return sweep_stale_tasks.run(db.get_engine(), self.instant(now), limits.batch_size,
                                  limits.stale_task_days, limits.max_batches).as_result()
+
+
+@app.task(name=contract.MAINTENANCE_RETENTION, base=MaintenanceTask, bind=True)
+def retention_job(self: MaintenanceTask, now: datetime | None = None) -> dict[str, Any]:
+    limits = settings_module.get().maintenance
+    return retention.run(db.get_retention_engine(), self.instant(now), retention.Limits(
+        audit_days=limits.audit_retention_days, failure_days=limits.failure_retention_days,
+        batch_size=limits.batch_size, max_batches=limits.max_batches,
+    )).as_result()
 
 
 @app.task(name=contract.MAINTENANCE_UPDATE_LEADERBOARDS, base=MaintenanceTask, bind=True)

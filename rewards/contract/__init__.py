@@ -46,6 +46,7 @@ MAINTENANCE_STREAK_RISK = MAINTENANCE_PREFIX + "streak_risk"
 MAINTENANCE_RELAY_OUTBOX = MAINTENANCE_PREFIX + "relay_outbox"
 MAINTENANCE_SWEEP_STALE_TASKS = MAINTENANCE_PREFIX + "sweep_stale_tasks"
 MAINTENANCE_UPDATE_LEADERBOARDS = MAINTENANCE_PREFIX + "update_leaderboards"
+MAINTENANCE_RETENTION = MAINTENANCE_PREFIX + "retention"
 
 # Where the outbox relay publishes events for upstream apps (queue sink).
 EVENTS_QUEUE = "rewards.events"

@@ -37,6 +37,7 @@ def test_the_designs_intervals_are_the_defaults():
         contract.MAINTENANCE_RELAY_OUTBOX: 5.0,
         contract.MAINTENANCE_SWEEP_STALE_TASKS: 3_600.0,
         contract.MAINTENANCE_UPDATE_LEADERBOARDS: 5.0,
+        contract.MAINTENANCE_RETENTION: 86_400.0,
     }
 
 

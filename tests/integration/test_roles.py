@@ -22,7 +22,10 @@ GROUPS = ("rewards_worker", "rewards_reader", "rewards_retention")
 
 
 def public_tables(conn) -> set[str]:
-    return set(conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars())
+    """The tables of the schema; partitions (audit_event's months) are reached through their parent only."""
+    return set(conn.execute(text(
+        "SELECT c.relname FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition")).scalars())
 
 
 def tables_without(conn, role: str, privilege: str) -> set[str]:

@@ -39,6 +39,7 @@ PAYLOADS = {
     contract.MAINTENANCE_RELAY_OUTBOX: {},
     contract.MAINTENANCE_SWEEP_STALE_TASKS: {},
     contract.MAINTENANCE_UPDATE_LEADERBOARDS: {},
+    contract.MAINTENANCE_RETENTION: {},
 }
 WRONG_ROUTES = [(name, queue) for name in PAYLOADS for queue in contract.QUEUES
                 if queue != contract.queue_for(name)]

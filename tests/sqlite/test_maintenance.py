@@ -10,7 +10,7 @@ from rewards.ledger.checkins import apply_checkin
 from rewards.ledger.partners import apply_partner_update
 from rewards.models import metadata, utcnow
 from rewards.rules import Policy
-from schedules import expire_streaks, reconcile, streak_risk
+from schedules import expire_streaks, reconcile, retention, streak_risk
 
 UTC = timezone.utc
 MONDAY_NOON = datetime(2026, 1, 5, 12, tzinfo=UTC)
@@ -44,4 +44,24 @@ def test_freeze_badge_expiry_risk_and_reconcile_work_on_sqlite(tmp_path):
         counts = dict(conn.execute(text("SELECT event_type, COUNT(*) FROM outbox GROUP BY event_type")).fetchall())
     assert counts == {"badge.awarded": 1, "checkin.milestone": 1, "streak.freeze_used": 1,
                       "streak.at_risk": 2, "streak.lost": 2, "reconciliation.mismatch": 1}
+    engine.dispose()
+
+
+def test_retention_deletes_old_audit_rows_and_settled_failures_on_sqlite(tmp_path):
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'rewards.sqlite3'}")
+    metadata.create_all(engine)
+    now = utcnow()
+    with engine.begin() as conn:
+        for days_ago in (91, 89):
+            conn.execute(text("INSERT INTO audit_event (event_type, payload, created_at) VALUES ('x', '{}', :t)"),
+                         {"t": now - timedelta(days=days_ago)})
+        for reason in ("invalid_payload", "retries_exhausted"):
+            conn.execute(text("INSERT INTO job_failure (fingerprint, task_name, payload, reason, error,"
+                              " first_seen_at, last_seen_at) VALUES (:r, 'rewards.checkin', '{}', :r, 'e', :t, :t)"),
+                         {"r": reason, "t": now - timedelta(days=31)})
+    summary = retention.run(engine, now, retention.Limits(batch_size=1))
+    assert (summary.details["audit_rows_deleted"], summary.details["failures_deleted"]) == (1, 1)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM audit_event")).scalar_one() == 1
+        assert conn.execute(text("SELECT reason FROM job_failure")).scalars().all() == ["retries_exhausted"]
     engine.dispose()

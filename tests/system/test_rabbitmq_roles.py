@@ -35,7 +35,7 @@ AT = "2026-06-01T10:00:00+00:00"
 OPERATOR_AND_MAINTENANCE_JOBS = [contract.ADJUST] + [
     contract.MAINTENANCE_EXPIRE_STREAKS, contract.MAINTENANCE_STREAK_RISK, contract.MAINTENANCE_RECONCILE,
     contract.MAINTENANCE_RELAY_OUTBOX, contract.MAINTENANCE_SWEEP_STALE_TASKS,
-    contract.MAINTENANCE_UPDATE_LEADERBOARDS]
+    contract.MAINTENANCE_UPDATE_LEADERBOARDS, contract.MAINTENANCE_RETENTION]
 ADJUSTMENT = PAYLOADS[contract.ADJUST]
 EMPTY = {"rows": dict.fromkeys(STATE, 0), "partner": [], "tasks": []}
 # Jobs to a queue of the wrong role are refused by the broker before they
