@@ -591,13 +591,12 @@ class Job:
         return max(self.ticks, key=lambda tick: tick.took_s)
 
     def runs_needed(self, ticks: list[Tick], factor: float = 1.0) -> int:
-        """Runs the largest of these ticks takes with `factor` times its work: beat starts one per interval."""
+        """Runs the largest of these ticks takes with `factor` times its work."""
         return max(1, -(-round(max(tick.batches for tick in ticks) * factor) // self.max_batches))
 
     def keeps_up(self, ticks: list[Tick], factor: float = 1.0) -> bool:
-        """Each tick's work fits one run, and that run fits the interval."""
-        return (self.runs_needed(ticks, factor) == 1
-                and max(tick.took_s for tick in ticks) * factor <= self.every_s)
+        """Each tick's runs, back to back (a run with `more` sends the next at once), fit the interval."""
+        return max(tick.took_s for tick in ticks) * factor <= self.every_s
 
 
 _DUE_EVENTS = text("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= :now")
@@ -1163,8 +1162,8 @@ def print_jobs(run: Run) -> None:
     print(render(["job", "every s", "ticks", "runs", "most runs a tick", "examined", "changed", "total s",
                   "busiest tick s", "keeps up"], rows,
                  title="\nMaintenance over the day: at each tick a job runs until it reports it caught up"))
-    print("keeps up: every tick's work fits one run (beat starts one per interval, so a tick that needs k runs "
-          "is caught up k - 1 intervals late) and that run fits the interval")
+    print("keeps up: a tick's runs, back to back (a scheduled run that stops at its batch limit sends the next "
+          "at once), fit the interval")
     for job in run.beat.jobs.values():
         early = [tick for tick in job.ticks if tick.left_when_done]
         if early:

@@ -4,7 +4,8 @@ Each runs only when it arrived through the `maintenance` queue, validates
 its arguments (an optional `now`, never ahead of the worker's clock; `full`
 for reconcile), reads its limits from settings and calls the job's `run`,
 which takes the advisory lock, works in batches and logs its summary; the
-summary is the job's JSON result.
+summary is the job's JSON result. A scheduled run that stopped at its batch
+limit (`more`) sends the next run at once.
 """
 
 from __future__ import annotations
@@ -59,7 +60,22 @@ class MaintenanceTask(Task):
             log_event(logger, logging.WARNING, "maintenance.rejected", job=self.name, job_id=self.request.id,
                       reason=rejection.reason)
             return rejection.as_result()
-        return super().__call__(**dict(job))
+        result = super().__call__(**dict(job))
+        self._carry_on(job, result)
+        return result
+
+    def _carry_on(self, job: MaintenanceJob, result: dict[str, Any]) -> None:
+        """A scheduled run that stopped at its batch limit sends the next one at once.
+
+        So a tick with more work than one run may do is caught up in back-to-back
+        runs, not one run per beat interval. Only runs beat sent (no `now`)
+        carry on: a full reconcile goes round for ever, and an operator's replay
+        is the operator's to repeat.
+        """
+        if not result.get("more") or job.now is not None or getattr(job, "full", False):
+            return
+        self.apply_async()
+        log_event(logger, logging.INFO, "maintenance.continued", job=self.name, job_id=self.request.id)
 
     def _validate(self, args: tuple, kwargs: dict[str, Any]):
         return validate_job(self.payload_model, args, kwargs)
