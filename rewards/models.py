@@ -36,7 +36,9 @@ Invariants (DESIGN.md section 5), held by the database as well as the code:
 2. Each idempotency key is applied at most once: ``checkin`` primary key,
    ``partner_task`` primary key (partner, task, attempt) and the conditional
    STARTED -> COMPLETED update, ``referral`` primary key (referee),
-   ``adjustment`` primary key (request_id), ``xp_ledger.idempotency_key`` UNIQUE.
+   ``adjustment`` primary key (request_id), and each ledger row's
+   ``idempotency_key`` once: the ``xp_ledger_key`` primary key, filled by a
+   trigger on ``xp_ledger``.
 3. ``xp >= 0`` and ``balance_after >= 0`` (CHECK); ledger amounts are never
    zero and always ``base_amount * multiplier`` (CHECK).
 4. ``referral_count`` equals the referrals recorded for the referrer (both
@@ -56,6 +58,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import (
+    DDL,
     JSON,
     BigInteger,
     CheckConstraint,
@@ -71,6 +74,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    event,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -216,7 +220,9 @@ xp_ledger = Table(
     Column("multiplier", Integer, nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("balance_after", BigInteger, nullable=False),
-    Column("idempotency_key", String(200), nullable=False, unique=True),
+    # Unique through xp_ledger_key (below): a partitioned table's unique keys
+    # must hold its partition key.
+    Column("idempotency_key", String(200), nullable=False),
     Column("rule_version", String(64), nullable=False),
     Column("description", Text, nullable=False),
     Column("occurred_at", UtcDateTime, nullable=False),
@@ -242,6 +248,26 @@ Index("ix_xp_ledger_partner_id_occurred_at", xp_ledger.c.partner_id, xp_ledger.c
 # A week's or a day range's rows: the weekly board without Redis, and the XP
 # issued per day in analytics.
 Index("ix_xp_ledger_occurred_at", xp_ledger.c.occurred_at)
+# What a job reads back by key: a duplicate's balance, a task's reward row.
+Index("ix_xp_ledger_idempotency_key", xp_ledger.c.idempotency_key)
+
+# One row per ledger row, written by a trigger on xp_ledger in the same
+# statement: its primary key is what keeps each idempotency key to one ledger
+# row, on every write path. On PostgreSQL xp_ledger is partitioned by month
+# (migration 0012), where a UNIQUE on the key alone is not allowed.
+xp_ledger_key = Table(
+    "xp_ledger_key",
+    metadata,
+    Column("idempotency_key", String(200), primary_key=True),
+    Column("ledger_id", BigInteger, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+# PostgreSQL gets its trigger from migration 0012; SQLite from here.
+event.listen(metadata, "after_create", DDL("""
+CREATE TRIGGER IF NOT EXISTS xp_ledger_claim_key AFTER INSERT ON xp_ledger FOR EACH ROW BEGIN
+    INSERT INTO xp_ledger_key (idempotency_key, ledger_id, created_at)
+    VALUES (NEW.idempotency_key, NEW.id, NEW.created_at);
+END""").execute_if(dialect="sqlite"))
 
 audit_event = Table(
     "audit_event",
@@ -255,17 +281,6 @@ audit_event = Table(
 )
 # An operator looking into one partner reads their events in order.
 Index("ix_audit_event_partner_id_id", audit_event.c.partner_id, audit_event.c.id)
-
-
-def modelled(name: str, type_: str, parent_names: dict) -> bool:
-    """Whether the models describe this schema object: all but audit_event's monthly partitions.
-
-    On PostgreSQL audit_event is partitioned by month (migration 0011) and
-    its primary key is (id, created_at), as a partitioned table's keys must
-    hold its partition key; SQLite keeps one table keyed by id. Alembic's
-    `include_name` hook, for migrations and the schema test alike.
-    """
-    return not (type_ == "table" and name.startswith("audit_event_p"))
 
 job_failure = Table(
     "job_failure",
@@ -457,3 +472,15 @@ maintenance_checkpoint = Table(
     Column("position", BigInteger, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
+
+
+def modelled(name: str, type_: str, parent_names: dict) -> bool:
+    """Whether the models describe this schema object: all but the monthly partitions.
+
+    On PostgreSQL audit_event and xp_ledger are partitioned by month
+    (migrations 0011 and 0012) and their primary keys are (id, created_at),
+    as a partitioned table's keys must hold its partition key; SQLite keeps
+    one table of each, keyed by id. Alembic's `include_name` hook, for
+    migrations and the schema test alike.
+    """
+    return not (type_ == "table" and name.startswith(("audit_event_p", "xp_ledger_p")))

@@ -2,9 +2,11 @@
 
 What each table is for and how long it lives:
 
-- ``xp_ledger``, ``checkin``, ``partner_task``, ``referral``, ``adjustment``,
-  ``plan_change``: the money trail and the keys that make jobs exactly-once;
-  kept.
+- ``xp_ledger``, ``xp_ledger_key``, ``checkin``, ``partner_task``,
+  ``referral``, ``adjustment``, ``plan_change``: the money trail and the keys
+  that make jobs exactly-once; kept. On PostgreSQL the ledger is partitioned
+  by month (migrations/versions/0012), so old months can move to cheaper
+  storage; the run makes its months ahead too.
 - ``audit_event``: what happened, for support and investigations; kept
   REWARDS_AUDIT_RETENTION_DAYS (90), then dropped a month at a time. On
   PostgreSQL it is partitioned by month (migrations/versions/0011): the run
@@ -58,9 +60,10 @@ def run(engine: Engine, now: datetime, limits: Limits) -> Summary:
 def _retain(engine: Engine, now: datetime, limits: Limits, summary: Summary) -> None:
     audit_before = now - timedelta(days=limits.audit_days)
     if engine.dialect.name == "postgresql":
+        ahead = now + timedelta(days=31 * MONTHS_AHEAD)
         with engine.begin() as conn:
-            summary.details["audit_months_added"] = _call(
-                conn, "audit_event_add_partitions", now + timedelta(days=31 * MONTHS_AHEAD))
+            summary.details["audit_months_added"] = _call(conn, "audit_event_add_partitions", ahead)
+            summary.details["ledger_months_added"] = _call(conn, "xp_ledger_add_partitions", ahead)
         with engine.begin() as conn:
             dropped = _call(conn, "audit_event_drop_partitions", audit_before)
         summary.details["audit_months_dropped"] = dropped

@@ -46,17 +46,18 @@ def test_a_month_past_retention_is_dropped_whole_and_months_ahead_are_made(clien
     kept = admin_conn.execute(text("SELECT created_at FROM audit_event")).scalars().all()
     assert kept == [now - timedelta(days=1)]
     for months in range(4):
-        assert covering_partition(admin_conn, now + timedelta(days=31 * months)) != "audit_event_p_default"
+        for table in ("audit_event", "xp_ledger"):
+            assert month_covering(admin_conn, table, now + timedelta(days=31 * months)), (table, months)
 
     again = run(client, contract.MAINTENANCE_RETENTION, now=now.isoformat())
     assert again["audit_months_dropped"] == [] and again["audit_months_added"] == []
+    assert again["ledger_months_added"] == []
 
 
-def covering_partition(conn, instant: datetime) -> str:
-    """The partition a row written at `instant` lands in."""
-    return conn.execute(text("WITH probe AS (INSERT INTO audit_event (event_type, payload, created_at)"
-                             " VALUES ('probe', '{}', :t) RETURNING tableoid)"
-                             " SELECT tableoid::regclass::text FROM probe"), {"t": instant}).scalar_one()
+def month_covering(conn, table: str, instant: datetime) -> str | None:
+    """The monthly (not default) partition of `table` a row written at `instant` lands in."""
+    return conn.execute(text(f"SELECT name FROM {table}_partitions WHERE upper_bound > :t"
+                             " AND (lower_bound IS NULL OR lower_bound <= :t)"), {"t": instant}).scalar()
 
 
 def test_no_month_younger_than_thirty_days_can_be_dropped_even_by_the_retention_role():

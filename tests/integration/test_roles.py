@@ -87,6 +87,7 @@ def test_the_reader_is_granted_no_write_and_retention_nothing_on_the_ledger(admi
     "DELETE FROM xp_ledger",
     "UPDATE xp_ledger SET description = description",
     "TRUNCATE xp_ledger",
+    "DELETE FROM xp_ledger_key",
     "DELETE FROM audit_event",
     "UPDATE audit_event SET payload = payload",
     "DELETE FROM checkin",

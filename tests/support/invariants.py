@@ -139,8 +139,16 @@ _ORPHAN_ADJUSTMENT_ROWS = text(f"""
                       AND l.idempotency_key = {_ADJUSTMENT_KEY})
 """)
 
+# The key table's row for each ledger row points back at it (the trigger of migration 0012).
+_UNKEYED_LEDGER_ROWS = text("""
+    SELECT l.id, l.idempotency_key FROM xp_ledger l
+    LEFT JOIN xp_ledger_key k ON k.idempotency_key = l.idempotency_key
+    WHERE k.ledger_id IS DISTINCT FROM l.id
+""")
+
 CHECKS = {
     "xp equals the ledger sum and the last balance_after": _BALANCE_MISMATCHES,
+    "every ledger row holds its idempotency key in xp_ledger_key": _UNKEYED_LEDGER_ROWS,
     "every ledger row continues its partner's balance chain": _BROKEN_CHAIN,
     "every check-in was paid by one payment row, at most one bonus row": _CHECKIN_LEDGER_MISMATCHES,
     "every check-in ledger row belongs to a check-in": _ORPHAN_CHECKIN_ROWS,
