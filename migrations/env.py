@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from rewards import settings
+from rewards import db, settings
 from rewards.models import metadata, modelled
 
 config = context.config
@@ -27,7 +27,10 @@ def run_migrations_online() -> None:
     if url.startswith("postgresql"):
         # A migration must not queue behind live traffic holding locks, nor
         # make live traffic queue behind it: fail fast and try again later.
-        connect_args["options"] = "-c lock_timeout=5000 -c statement_timeout=600000"
+        # connect_timeout applies per host: with a multi-host URL, a host that
+        # does not answer is given up for the next, as the workers do.
+        connect_args = db.postgres_connect_args(statement_timeout_ms=600_000, lock_timeout_ms=5_000,
+                                                connect_timeout_s=settings.get().connect_timeout_s)
     engine = create_engine(url, poolclass=pool.NullPool, connect_args=connect_args)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata,
