@@ -266,15 +266,20 @@ class Run:
 
         Jobs take milliseconds: a child named running one may have finished it
         by the time the signal lands. Celery logs WorkerLostError only for a
-        child that died holding a job, so a kill without it is tried again.
+        child that died holding a job, so a kill without it is tried again, up
+        to 20 kills. Between batches, or while jobs wait out a retry's
+        countdown after a server fault, no child runs anything: it waits (up
+        to 30 s, while traffic flows) for one that does.
         """
-        for attempt in range(1, 21):
+        attempt, deadline = 0, time.monotonic() + 30
+        while attempt < 20 and time.monotonic() < deadline and not self.traffic_done:
             worker = self._working_worker()
             running = {pid: ids for pid, ids in self._jobs_of(worker, "active").items()
                        if pid in worker.children()}
             if not running:
                 time.sleep(0.2)
                 continue
+            attempt += 1
             pid, ids = next(iter(running.items()))
             lost_before = worker.log_count("WorkerLostError")
             os.kill(pid, signal.SIGKILL)
