@@ -9,6 +9,7 @@ PG_PORT=${PG_PORT:-5432}
 REDIS_PORT=${REDIS_PORT:-6379}
 TEST_DB=${REWARDS_TEST_DB:-rewards_test}
 TEST_VHOST=${REWARDS_TEST_VHOST:-$TEST_DB}
+MIGRATIONS="$(dirname "$0")/../migrations/versions"
 # Login roles the suite connects as (cluster-wide, shared by every test
 # database); `make migrate` makes them members of the groups migration 0009 creates.
 TEST_ROLES=(rewards_test_worker rewards_test_reader rewards_test_retention)
@@ -116,10 +117,26 @@ ensure_test_vhost() {
   as_root rabbitmqctl -q set_permissions -p "$TEST_VHOST" guest '.*' '.*' '.*'
 }
 
+pg_admin() { psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -Atq "$@"; }
+
+# The revision a database stands at, when this checkout has no migration for it.
+unknown_revision() {
+  local revision
+  revision=$(pg_admin -d "$TEST_DB" -c "select version_num from alembic_version" 2>/dev/null) || return 1
+  [ -n "$revision" ] && ! grep -qx "revision = \"$revision\"" "$MIGRATIONS"/*.py || return 1
+  echo "$revision"
+}
+
 ensure_test_database() {
-  local exists
-  exists=$(psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Atc \
-    "select 1 from pg_database where datname = '$TEST_DB'")
+  local exists revision
+  exists=$(pg_admin -d postgres -c "select 1 from pg_database where datname = '$TEST_DB'")
+  # A test database holds nothing worth keeping. One that another checkout
+  # migrated past this one's head cannot be migrated from here: start afresh.
+  if [ "$exists" = "1" ] && revision=$(unknown_revision); then
+    say "database $TEST_DB stands at revision $revision, which this checkout does not have: recreating it"
+    pg_admin -d postgres -c "drop database $TEST_DB with (force)"
+    exists=""
+  fi
   if [ "$exists" != "1" ]; then
     say "creating database $TEST_DB"
     psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -qc "create database $TEST_DB"
