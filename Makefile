@@ -35,7 +35,7 @@ TEST_ENV := REWARDS_DATABASE_URL=postgresql+psycopg://rewards_test_worker@$(TEST
 	REWARDS_REDIS_URL=redis://127.0.0.1:$(TEST_REDIS_PORT)/$(LEADERBOARD_DB) \
 	REWARDS_SYSTEM_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/$(TEST_VHOST)
 
-.PHONY: help install demo services browser migrate test test-fast chaos up down flower bench bench-leaderboard soak-scale clean
+.PHONY: help install demo services browser migrate test test-fast chaos failover up down flower bench bench-leaderboard soak-scale clean
 
 # Where `make flower` listens (127.0.0.1 only; compose publishes Flower on the same port).
 FLOWER_PORT ?= 5555
@@ -66,7 +66,7 @@ migrate: $(STAMP) services ## Migrate the test database as its owner (rewards db
 	@PGOPTIONS='-c client_min_messages=warning' psql -h 127.0.0.1 -p 5432 -U postgres -d $(TEST_DB) -qc \
 		'GRANT rewards_worker TO rewards_test_worker; GRANT rewards_reader TO rewards_test_reader; GRANT rewards_retention TO rewards_test_retention'
 
-test: migrate browser ## Set everything up, then run the whole test suite (unit, integration, system)
+test: migrate browser $(PATRONI) ## Set everything up, then run the whole test suite (unit, integration, system)
 	$(TEST_ENV) $(BIN)/pytest
 
 test-fast: migrate ## The suite without the slow system tests (worker kills)
@@ -78,6 +78,27 @@ SEED ?= 1
 BROKERS ?= redis amqp
 chaos: $(STAMP) services ## Seeded fault run (kills, PostgreSQL down and frozen, Redis restart) on Redis and RabbitMQ; prints the table
 	@for broker in $(BROKERS); do $(BIN)/python -m chaos --broker $$broker --seed $(SEED) || exit 1; done
+
+# Patroni from PyPI, not Debian's 3.0.2: with etcd3, 3.0.2 lets a primary that
+# hung past the leader key's TTL write the key back when it resumes (fixed in
+# 3.0.3, patroni/patroni#2689), and the standby promoted meanwhile is rewound,
+# acknowledged commits and all (`make failover` lost hundreds that way). It
+# runs as the postgres user, so its venv is made from Debian's python3, which
+# that user can execute. etcd comes from Debian (.ci/services.sh).
+PATRONI_VERSION := 4.1.5
+PATRONI := $(VENV)/patroni/bin/patroni
+$(PATRONI): Makefile
+	@test -x /usr/bin/python3 && /usr/bin/python3 -c 'import ensurepip' 2>/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null; }
+	/usr/bin/python3 -m venv $(VENV)/patroni
+	$(VENV)/patroni/bin/pip install -q 'patroni[etcd3,psycopg3]==$(PATRONI_VERSION)'
+	@touch $@
+
+# PostgreSQL under Patroni on three machines of its own (chaos/ha.py): the
+# primary's machine lost, then hung, then once more with asynchronous replication.
+failover: $(STAMP) $(PATRONI) services ## Seeded failover run: the PostgreSQL primary's machine killed and hung under Patroni; prints the table
+	$(BIN)/python -m chaos --broker amqp --profile failover --seed $(SEED)
+	$(BIN)/python -m chaos --broker amqp --profile failover_async --seed $(SEED)
 
 # The bench's own database and Redis numbers; override to run it beside
 # another bench, e.g. `make bench BENCH_DB=rewards_bench_2 BENCH_REDIS_PORT=6380`.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL, Redis and RabbitMQ are installed and answering on
-# 127.0.0.1, then create the test database and the test RabbitMQ vhost. Used by `make test` and CI; safe to re-run.
+# 127.0.0.1, install etcd for the failover runs, then create the
+# test database and the test RabbitMQ vhost. Used by `make test` and CI; safe to re-run.
 # On a fresh Debian machine (as root) it installs what is missing with apt-get.
 set -euo pipefail
 
@@ -117,6 +118,12 @@ ensure_test_vhost() {
   as_root rabbitmqctl -q set_permissions -p "$TEST_VHOST" guest '.*' '.*' '.*'
 }
 
+ensure_etcd() {
+  # The failover runs (chaos/ha.py) start etcd members of their own, beside
+  # Patroni from the Makefile's venv.
+  command -v etcd >/dev/null 2>&1 || apt_install etcd-server
+}
+
 pg_admin() { psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -Atq "$@"; }
 
 # The revision a database stands at, when this checkout has no migration for it.
@@ -149,5 +156,6 @@ ensure_test_roles
 ensure_trust_auth "${TEST_ROLES[@]}"
 ensure_redis
 ensure_rabbitmq
+ensure_etcd
 ensure_test_database
 ensure_test_vhost

@@ -39,7 +39,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from chaos import servers, traffic
+from chaos import ha, servers, traffic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUEUES = ("checkins", "claims", "operator", "maintenance")
@@ -54,6 +54,10 @@ class Profile:
     worker_env: dict
     # When each fault starts, in seconds after the first batch is sent.
     at_s: dict
+    # PostgreSQL under Patroni on three machines (chaos.ha) instead of one server:
+    # replicated synchronously, or asynchronously to show what that loses.
+    ha: bool = False
+    synchronous: bool = True
 
 
 # Every check-in of a run must be inside the late window (days + 5 days ago
@@ -73,6 +77,17 @@ PROFILES = {
         "kill_child_1": 2, "redis_restart": 5, "rabbitmq_restart": 9, "pg_stop": 12, "kill_child_2": 28,
         "kill_main": 29, "pg_freeze": 30}),
 }
+# `make failover`: the primary's machine lost, then hung, each while jobs flow;
+# the old primary comes back and rejoins. The short one is the CI seed.
+PROFILES |= {
+    "failover": Profile(450, 20, 0, 0, PROFILES["short"].worker_env, {
+        "pg_primary_kill": 5, "kill_child": 60, "pg_primary_hang": 70}, ha=True),
+    "failover_async": Profile(450, 20, 0, 0, PROFILES["short"].worker_env, {"pg_primary_kill": 5},
+                              ha=True, synchronous=False),
+    "failover_short": Profile(200, 10, 0, 0, PROFILES["short"].worker_env, {"pg_primary_kill": 3}, ha=True),
+}
+# How long a lost or hung machine stays away before it comes back.
+MACHINE_AWAY_S = 5
 
 
 class Timeline:
@@ -133,7 +148,7 @@ class Run:
     def __init__(self, broker: str, seed: int, profile: Profile, folder: Path):
         self.broker, self.seed, self.profile, self.folder = broker, seed, profile, folder
         self.timeline = Timeline()
-        self.pg = servers.Postgres(folder)
+        self.pg = ha.PatroniCluster(folder, profile.synchronous) if profile.ha else servers.Postgres(folder)
         self.redis = servers.Redis(folder)
         self.vhost = servers.RabbitVhost(f"rewards_chaos_{os.getpid()}") if broker == "amqp" else None
         self.workers: list[Worker] = []
@@ -148,6 +163,7 @@ class Run:
         # Per fault: each log marker's count when it started (see logged_evidence).
         self.marks_before: dict[str, Counter] = {}
         self.control = None
+        self.observer = None
         # Jobs the broker lost, sent again by the producer; their results say
         # whether the first message had run (duplicate) or not (applied).
         self.resent: list[str] = []
@@ -157,6 +173,8 @@ class Run:
         self.workers_lock = threading.Lock()
         self.stopping = threading.Event()
         self.unplanned_exits: list[str] = []
+        # Per primary lost: (old, new, seconds until promoted, seconds until check-ins applied again).
+        self.switches: list[tuple[str, str, float, float]] = []
 
     # ---- servers and workers -------------------------------------------------
     def env(self) -> dict:
@@ -165,8 +183,9 @@ class Run:
         # CELERY_* (a test suite's one-second retry horizon) must not leak in.
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("REWARDS_", "CELERY_"))}
         return inherited | self.profile.worker_env | {
-            "REWARDS_DATABASE_URL": self.pg.url, "CELERY_BROKER_URL": broker_url,
-            "CELERY_RESULT_BACKEND": self.redis.url(1), "REWARDS_DEAD_LETTER_URL": self.redis.url(2),
+            "REWARDS_DATABASE_URL": self.pg.url, "REWARDS_READ_DATABASE_URL": self.pg.read_url,
+            "CELERY_BROKER_URL": broker_url, "CELERY_RESULT_BACKEND": self.redis.url(1),
+            "REWARDS_DEAD_LETTER_URL": self.redis.url(2),
         }
 
     def start(self) -> None:
@@ -217,6 +236,9 @@ class Run:
         "pg_stop": ("event=job.retry", "event=job.requeued"),
         "pg_freeze": ("event=job.retry", "event=job.requeued", "event=job.time_limit_requeued",
                       "Soft time limit", "Hard time limit"),
+        "pg_primary_kill": ("event=job.retry", "event=job.requeued"),
+        "pg_primary_hang": ("event=job.retry", "event=job.requeued", "event=job.time_limit_requeued",
+                            "Soft time limit", "Hard time limit"),
         "redis_restart": ("Connection to broker lost", "Connection to Redis lost", "Failed operation",
                           "event=job.retry", "event=job.result_unstored"),
     }
@@ -236,7 +258,9 @@ class Run:
                 continue
             after = self.marks_before[following] if following else self._log_counts(self.ALL_MARKERS)
             grown = Counter({m: after[m] - self.marks_before[name][m] for m in markers}) + Counter()
-            self.evidence[name] = ", ".join(f"{marker!r} x{count}" for marker, count in grown.items()) or None
+            logged = ", ".join(f"{marker!r} x{count}" for marker, count in grown.items())
+            # What the fault saw itself (a promotion) counts only if the workers felt it too.
+            self.evidence[name] = "; ".join(filter(None, (self.evidence[name], logged))) if logged else None
 
     def _jobs_of(self, worker: Worker, *kinds: str) -> dict[int | None, list[str]]:
         """Pool child pid -> job ids, as the worker's main process reports them (Celery's remote control).
@@ -406,6 +430,57 @@ class Run:
         self.timeline.note("PostgreSQL resumed (SIGCONT)", fault_end=True)
         return None  # logged_evidence
 
+    def _pg_primary_kill(self, name: str) -> str | None:
+        """The primary's machine lost: its etcd member, Patroni and PostgreSQL SIGKILLed at once."""
+        return self._lose_primary("lost (SIGKILL of its etcd, Patroni and PostgreSQL)", signal.SIGKILL)
+
+    def _pg_primary_hang(self, name: str) -> str | None:
+        """The primary's machine hung: every process stopped (SIGSTOP), no connection closed."""
+        return self._lose_primary("hung (SIGSTOP of its etcd, Patroni and PostgreSQL)", signal.SIGSTOP)
+
+    def _lose_primary(self, what: str, sig: int) -> str:
+        old = self.pg.primary()
+        if old is None:
+            raise RuntimeError("no PostgreSQL primary to lose: " + self.pg.logs())
+        layout = self.pg.layout()
+        old.signal_all(sig)
+        lost_at = time.monotonic()
+        self.timeline.note(f"PostgreSQL primary {old.name} {what}; the cluster was: {layout}")
+        new = self.pg.wait_for_primary_other_than(old, timeout_s=60)
+        promoted_s = time.monotonic() - lost_at
+        self.timeline.note(f"{new.name} promoted by Patroni, {promoted_s:.1f} s after: {self.pg.layout()}")
+        flowing_s = self._work_flows_again(lost_at)
+        time.sleep(max(0.0, MACHINE_AWAY_S - (time.monotonic() - lost_at)))
+        if sig == signal.SIGSTOP:
+            old.signal_all(signal.SIGCONT)
+        else:
+            self.pg.restart(old)
+        rejoined_s = self.pg.wait_until_healthy(timeout_s=120)
+        leader = self.pg.primary()
+        self.timeline.note(f"{old.name} back, {rejoined_s:.1f} s after it returned: {self.pg.layout()}",
+                           fault_end=True)
+        if leader is not new:
+            # The promoted standby's commits would be rewound away with it.
+            raise RuntimeError(f"{old.name} came back and {leader.name if leader else 'no machine'} "
+                               f"leads, not {new.name}, which was promoted in its absence")
+        self.switches.append((old.name, new.name, promoted_s, flowing_s))
+        return (f"{new.name} took over from {old.name} after {promoted_s:.1f} s; "
+                f"check-ins applied again after {flowing_s:.1f} s")
+
+    def _work_flows_again(self, since: float) -> float:
+        """Seconds from `since` until a check-in commits on the new primary (one counted there first)."""
+        applied = -1
+        while applied < 0:
+            applied = self.applied_count()
+            time.sleep(0.2)
+        while self.applied_count() <= applied:
+            if time.monotonic() - since > 120:
+                raise RuntimeError("no check-in was applied within 120 s of losing the primary")
+            time.sleep(0.2)
+        flowing_s = time.monotonic() - since
+        self.timeline.note(f"check-ins applied again, {flowing_s:.1f} s after the primary was lost")
+        return flowing_s
+
     def _redis_restart(self, name: str) -> str | None:
         self.redis.stop()
         self.timeline.note("Redis stopped (append-only file on)")
@@ -456,12 +531,17 @@ class Run:
             return -1
 
     def applied_count(self) -> int:
-        from sqlalchemy import text
+        from sqlalchemy import create_engine, pool, text
 
         from rewards import db
 
+        if self.observer is None:
+            # A connection per count: a pooled one to a primary that has since
+            # hung would wait for it for ever (its kernel still acknowledges).
+            self.observer = create_engine(self.pg.url, poolclass=pool.NullPool, connect_args=db.postgres_connect_args(
+                statement_timeout_ms=3_000, lock_timeout_ms=1_000, connect_timeout_s=2))
         try:
-            with db.get_engine().connect() as conn:
+            with self.observer.connect() as conn:
                 return conn.execute(text("SELECT COUNT(*) FROM checkin")).scalar_one()
         except Exception:  # noqa: BLE001 - PostgreSQL may be the fault of the moment
             return -1
@@ -657,6 +737,12 @@ def _execute(run: Run, profile: Profile) -> int:
         figures = compare(conn, batches, sent, results, leftover, failure_rows, dead)
     took_s = time.monotonic() - run.timeline.started
     print("\n" + report(run, figures, drained_s, took_s))
+    if not profile.synchronous:
+        # The figures are the point: what a failover loses when a commit need not reach a standby.
+        print(f"\nasynchronous replication: {figures.lost} acknowledged jobs lost, {figures.partners_differing} "
+              "partners differing from the model after the failover (synchronous replication loses none)")
+        if faults_with_evidence(run) == len(run.fault_plan()):
+            return 0
     if figures.ok() and run.unplanned_exits:
         print(f"\nchaos run FAILED: workers exited on their own ({', '.join(run.unplanned_exits)}); "
               "a worker must survive every fault in its own process")

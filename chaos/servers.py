@@ -73,6 +73,7 @@ class Postgres:
         # A certificate names a host: verify-full compares it with the one in the URL.
         host = "localhost" if tls else "127.0.0.1"
         self.url = f"postgresql+psycopg://postgres@{host}:{self.port}/rewards_chaos"
+        self.read_url = self.url  # one server: the read side reads from it too
         self.log = folder / "postgres.log"
 
     def url_with(self, **libpq_options: str) -> str:

@@ -1,0 +1,268 @@
+"""A PostgreSQL cluster under Patroni, on three "machines" of one host, for the failover runs.
+
+Each machine is an etcd member and a Patroni that runs a PostgreSQL of its
+own, in a folder of its own, on ports of its own. Losing a machine is losing
+all three processes at once (SIGKILL), hanging one is stopping all three
+(SIGSTOP), so the etcd quorum, the leader key and the replication stream are
+lost together, as they are when a host dies.
+
+Patroni with etcd rather than pg_auto_failover: pg_auto_failover decides
+failovers in one monitor node, which is itself a single machine (a lost
+monitor leaves the cluster without failover until it is rebuilt); Patroni
+keeps its leader key in etcd, whose three members survive the loss of any
+one, so no machine is special. etcd is Debian's; Patroni is PyPI's (the
+Makefile's PATRONI_VERSION): Debian's 3.0.2 lets a primary that hung past
+the leader key's TTL write the key back when it resumes, and the standby
+promoted meanwhile is rewound with the commits it acknowledged.
+
+Replication is synchronous and strict (`synchronous_mode_strict`): the
+primary acknowledges a commit only once a standby has it, and Patroni
+promotes only that standby. A worker acknowledges its job after the commit,
+so an acknowledged reward is on two machines. With `synchronous=False` the
+same cluster replicates asynchronously, to show what that loses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chaos.servers import free_port
+
+# Patroni from the Makefile's venv (see PATRONI_VERSION there for why not Debian's).
+PATRONI = Path(__file__).resolve().parents[1] / ".venv" / "patroni" / "bin" / "patroni"
+SCOPE = "rewards-ha"
+DATABASE = "rewards_chaos"
+
+
+def _as_postgres() -> list[str]:
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+@dataclass
+class Machine:
+    """One host of the cluster: an etcd member and a Patroni with its PostgreSQL."""
+
+    name: str
+    folder: Path
+    etcd_client_port: int = field(default_factory=free_port)
+    etcd_peer_port: int = field(default_factory=free_port)
+    api_port: int = field(default_factory=free_port)
+    pg_port: int = field(default_factory=free_port)
+    etcd: subprocess.Popen | None = None
+    patroni: subprocess.Popen | None = None
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.etcd_peer_port}"
+
+    @property
+    def pg_data(self) -> Path:
+        return self.folder / "pgdata"
+
+    def start_etcd(self, initial_cluster: str) -> None:
+        # The member's data folder decides: a machine that comes back rejoins the cluster it left.
+        state = "existing" if (self.folder / "etcd").exists() else "new"
+        with (self.folder / "etcd.log").open("ab") as log:
+            self.etcd = subprocess.Popen(
+                ["etcd", "--name", self.name, "--data-dir", str(self.folder / "etcd"),
+                 "--listen-client-urls", f"http://127.0.0.1:{self.etcd_client_port}",
+                 "--advertise-client-urls", f"http://127.0.0.1:{self.etcd_client_port}",
+                 "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
+                 "--initial-cluster", initial_cluster, "--initial-cluster-state", state,
+                 "--initial-cluster-token", SCOPE, "--log-level", "warn"],
+                stdout=log, stderr=subprocess.STDOUT)
+
+    def start_patroni(self, config: dict) -> None:
+        path = self.folder / "patroni.json"
+        path.write_text(json.dumps(config, indent=2))  # YAML is a superset of JSON
+        with (self.folder / "patroni.log").open("ab") as log:
+            self.patroni = subprocess.Popen(_as_postgres() + [str(PATRONI), str(path)],
+                                            stdout=log, stderr=subprocess.STDOUT)
+
+    def pids(self) -> list[int]:
+        """Every process of the machine: etcd, Patroni, and the postmaster and its backends (Patroni
+        starts PostgreSQL in a session of its own, so it outlives Patroni unless killed too)."""
+        pids = [p.pid for p in (self.etcd, self.patroni) if p and p.poll() is None]
+        pids += _children(pids)  # runuser's patroni
+        pid_file = self.pg_data / "postmaster.pid"
+        if pid_file.exists():
+            postmaster = int(pid_file.read_text().split()[0])
+            pids += [postmaster, *_children([postmaster])]
+        return pids
+
+    def signal_all(self, sig: int) -> None:
+        for pid in self.pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def state(self) -> dict:
+        """Patroni's view of this member (role, state, lag), or {} when it does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/patroni", timeout=2) as answer:
+                return json.load(answer)
+        except (OSError, ValueError):
+            return {}
+
+
+def _children(pids: list[int]) -> list[int]:
+    found = []
+    for pid in pids:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+        found += [int(child) for child in out.split()]
+    return found
+
+
+class PatroniCluster:
+    def __init__(self, folder: Path, synchronous: bool = True, size: int = 3):
+        self.folder = folder
+        self.synchronous = synchronous
+        self.machines = [Machine(f"pg{n}", folder / f"pg{n}") for n in range(1, size + 1)]
+        hosts = "&".join(f"host=127.0.0.1:{m.pg_port}" for m in self.machines)
+        # The engine's URLs: writes go to whichever host is the primary, reads prefer a standby.
+        self.url = f"postgresql+psycopg://postgres@/{DATABASE}?{hosts}&target_session_attrs=read-write"
+        self.read_url = f"postgresql+psycopg://postgres@/{DATABASE}?{hosts}&target_session_attrs=prefer-standby"
+
+    # ---- setting up ------------------------------------------------------------
+    def _config(self, machine: Machine) -> dict:
+        postgres = {"username": "postgres"}
+        return {
+            "scope": SCOPE, "name": machine.name,
+            "restapi": {"listen": f"127.0.0.1:{machine.api_port}", "connect_address": f"127.0.0.1:{machine.api_port}"},
+            "etcd3": {"hosts": [f"127.0.0.1:{m.etcd_client_port}" for m in self.machines]},
+            "log": {"level": "WARNING"},
+            "bootstrap": {
+                # A lost primary's leader key expires after ttl (Patroni's least, 20 s); the loop
+                # runs every second.
+                "dcs": {"ttl": 20, "loop_wait": 1, "retry_timeout": 5, "maximum_lag_on_failover": 1048576,
+                        "synchronous_mode": self.synchronous, "synchronous_mode_strict": self.synchronous,
+                        "postgresql": {"use_pg_rewind": True, "use_slots": True,
+                                       "parameters": {"wal_log_hints": "on", "max_connections": 200}}},
+                "initdb": [{"encoding": "UTF8"}, {"auth": "trust"}],
+            },
+            "postgresql": {
+                "listen": f"127.0.0.1:{machine.pg_port}", "connect_address": f"127.0.0.1:{machine.pg_port}",
+                "data_dir": str(machine.pg_data), "bin_dir": str(_bin_dir()),
+                "pgpass": str(machine.folder / "pgpass"),
+                "authentication": {"superuser": postgres, "replication": postgres, "rewind": postgres},
+                "parameters": {"unix_socket_directories": str(machine.folder)},
+                "pg_hba": ["local all all trust", "host all all 127.0.0.1/32 trust",
+                           "host replication all 127.0.0.1/32 trust"],
+            },
+        }
+
+    def init(self) -> None:
+        """Start every machine, wait for a primary with its standbys, create the run's database."""
+        if not PATRONI.exists():
+            raise RuntimeError(f"{PATRONI} is missing: `make .venv/patroni/bin/patroni` installs it")
+        self.folder.chmod(0o755)
+        initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.machines)
+        for machine in self.machines:
+            machine.folder.mkdir()
+            machine.start_etcd(initial_cluster)
+        for machine in self.machines:
+            self._own_by_postgres(machine)
+            machine.start_patroni(self._config(machine))
+        self.wait_until_healthy(timeout_s=120)
+        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.primary().pg_port), "-U", "postgres",
+                        "-qc", f"CREATE DATABASE {DATABASE}"], check=True, capture_output=True)
+
+    def _own_by_postgres(self, machine: Machine) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(machine.folder, "postgres", "postgres")
+
+    def restart(self, machine: Machine) -> None:
+        """The machine comes back: etcd rejoins, Patroni rewinds the old primary and follows the new one."""
+        machine.start_etcd(",".join(f"{m.name}={m.peer_url}" for m in self.machines))
+        machine.start_patroni(self._config(machine))
+
+    def cleanup(self) -> None:
+        for machine in self.machines:
+            machine.signal_all(signal.SIGCONT)
+            machine.signal_all(signal.SIGKILL)
+        for machine in self.machines:
+            for process in (machine.etcd, machine.patroni):
+                if process:
+                    process.wait(10)
+
+    # ---- observing -------------------------------------------------------------
+    def primary(self) -> Machine | None:
+        for machine in self.machines:
+            state = machine.state()
+            if state.get("role") == "primary" and state.get("state") == "running":
+                return machine
+        return None
+
+    def members(self) -> dict[str, dict]:
+        """The cluster as its DCS says (Patroni's /cluster): name -> role, state, lag; {} when none answers.
+
+        Roles are "leader", "sync_standby" (the standbys a failover may
+        promote) and "replica".
+        """
+        for machine in self.machines:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{machine.api_port}/cluster", timeout=2) as answer:
+                    return {member["name"]: member for member in json.load(answer)["members"]}
+            except (OSError, ValueError, KeyError):
+                continue
+        return {}
+
+    def layout(self) -> str:
+        """Who is what: "pg1 leader running, pg2 sync_standby streaming, pg3 replica streaming"."""
+        members = self.members()
+        return ", ".join(f"{m.name} " + (f"{members[m.name]['role']} {members[m.name]['state']}"
+                                         if m.name in members else "absent") for m in self.machines)
+
+    def healthy(self) -> bool:
+        """A running leader, every other machine streaming from it, and (synchronous) one of them
+        recorded as the synchronous standby: the one a failover would promote."""
+        members = self.members()
+        if len(members) != len(self.machines):
+            return False
+        roles = [(member["role"], member["state"]) for member in members.values()]
+        standbys = [role for role, state in roles if role != "leader" and state == "streaming"]
+        return (roles.count(("leader", "running")) == 1 and len(standbys) == len(self.machines) - 1
+                and ("sync_standby" in standbys or not self.synchronous))
+
+    def wait_until_healthy(self, timeout_s: float) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            if self.healthy():
+                return time.monotonic() - started
+            time.sleep(0.5)
+        raise RuntimeError(f"the Patroni cluster was not healthy within {timeout_s:g} s: "
+                           + "; ".join(f"{m.name} {m.state() or 'silent'}" for m in self.machines))
+
+    def wait_for_primary_other_than(self, old: Machine, timeout_s: float) -> Machine:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            primary = self.primary()
+            if primary is not None and primary is not old:
+                return primary
+            time.sleep(0.2)
+        raise RuntimeError(f"no machine took over from {old.name} within {timeout_s:g} s")
+
+    def logs(self, lines: int = 15) -> str:
+        out = []
+        for machine in self.machines:
+            for name in ("patroni.log", "etcd.log"):
+                path = machine.folder / name
+                if path.exists():
+                    tail = path.read_text(errors="replace").splitlines()[-lines:]
+                    out.append(f"--- {machine.name} {name} (last lines):\n" + "\n".join(tail))
+        return "\n".join(out)
+
+
+def _bin_dir() -> Path:
+    import glob
+
+    return Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1])
