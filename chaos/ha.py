@@ -98,6 +98,15 @@ class Machine:
             pids += [postmaster, *_children([postmaster])]
         return pids
 
+    def wal_senders(self) -> list[int]:
+        """The primary's WAL sender processes, one per standby streaming from it."""
+        pid_file = self.pg_data / "postmaster.pid"
+        if not pid_file.exists():
+            return []
+        postmaster = int(pid_file.read_text().split()[0])
+        out = subprocess.run(["pgrep", "-P", str(postmaster), "-f", "walsender"], capture_output=True, text=True)
+        return [int(pid) for pid in out.stdout.split()]
+
     def signal_all(self, sig: int) -> None:
         for pid in self.pids():
             try:
@@ -127,10 +136,23 @@ class PatroniCluster:
         self.folder = folder
         self.synchronous = synchronous
         self.machines = [Machine(f"pg{n}", folder / f"pg{n}") for n in range(1, size + 1)]
-        hosts = "&".join(f"host=127.0.0.1:{m.pg_port}" for m in self.machines)
         # The engine's URLs: writes go to whichever host is the primary, reads prefer a standby.
-        self.url = f"postgresql+psycopg://postgres@/{DATABASE}?{hosts}&target_session_attrs=read-write"
-        self.read_url = f"postgresql+psycopg://postgres@/{DATABASE}?{hosts}&target_session_attrs=prefer-standby"
+        self.url = self._url(self.machines, "read-write")
+        self.read_url = self._url(self.machines, "prefer-standby")
+
+    @staticmethod
+    def _url(machines: list[Machine], session_attrs: str) -> str:
+        hosts = "&".join(f"host=127.0.0.1:{m.pg_port}" for m in machines)
+        return f"postgresql+psycopg://postgres@/{DATABASE}?{hosts}&target_session_attrs={session_attrs}"
+
+    def read_url_from(self, first: Machine) -> str:
+        """The read URL with `first` tried first: libpq opens a read connection there while it is a standby."""
+        return self._url([first, *(m for m in self.machines if m is not first)], "prefer-standby")
+
+    def sync_standby(self) -> Machine | None:
+        """The standby a failover would promote now (None with asynchronous replication)."""
+        members = self.members()
+        return next((m for m in self.machines if members.get(m.name, {}).get("role") == "sync_standby"), None)
 
     # ---- setting up ------------------------------------------------------------
     def _config(self, machine: Machine) -> dict:

@@ -2,6 +2,7 @@
 
     python -m chaos --broker redis --seed 1           # the full run (≥ 10,000 jobs)
     python -m chaos --broker amqp --profile short     # the CI seed (tests/system/test_chaos.py)
+    python -m chaos --broker amqp --profile failover  # PostgreSQL under Patroni (`make failover`, chaos/ha.py)
 
 Two worker processes (prefork ×2) consume every queue while the run sends
 its day batches and, on a timeline of its own, SIGKILLs a pool child twice,
@@ -58,6 +59,10 @@ class Profile:
     # replicated synchronously, or asynchronously to show what that loses.
     ha: bool = False
     synchronous: bool = True
+    # Before the primary's machine is lost, it stops sending WAL to its standbys
+    # for this long, as over a congested link: asynchronous replication keeps
+    # acknowledging commits that only the primary holds; synchronous waits.
+    replication_stall_s: float = 0
 
 
 # Every check-in of a run must be inside the late window (days + 5 days ago
@@ -81,10 +86,11 @@ PROFILES = {
 # the old primary comes back and rejoins. The short one is the CI seed.
 PROFILES |= {
     "failover": Profile(450, 20, 0, 0, PROFILES["short"].worker_env, {
-        "pg_primary_kill": 5, "kill_child": 60, "pg_primary_hang": 70}, ha=True),
+        "pg_primary_kill": 5, "kill_child": 60, "pg_primary_hang": 70}, ha=True, replication_stall_s=2),
     "failover_async": Profile(450, 20, 0, 0, PROFILES["short"].worker_env, {"pg_primary_kill": 5},
-                              ha=True, synchronous=False),
-    "failover_short": Profile(200, 10, 0, 0, PROFILES["short"].worker_env, {"pg_primary_kill": 3}, ha=True),
+                              ha=True, synchronous=False, replication_stall_s=2),
+    "failover_short": Profile(350, 10, 0, 0, PROFILES["short"].worker_env,
+                              {"pg_primary_kill": 3, "pg_primary_hang": 45}, ha=True),
 }
 # How long a lost or hung machine stays away before it comes back.
 MACHINE_AWAY_S = 5
@@ -173,8 +179,12 @@ class Run:
         self.workers_lock = threading.Lock()
         self.stopping = threading.Event()
         self.unplanned_exits: list[str] = []
-        # Per primary lost: (old, new, seconds until promoted, seconds until check-ins applied again).
-        self.switches: list[tuple[str, str, float, float]] = []
+        # HA runs: when each primary was lost and when its successor was promoted (monotonic s), and
+        # the read side meanwhile: when each read through the read URL answered (and whether a
+        # standby did), and each one that failed.
+        self.switches: list[tuple[float, float]] = []
+        self.reads: list[tuple[float, bool]] = []
+        self.read_failures: list[str] = []
 
     # ---- servers and workers -------------------------------------------------
     def env(self) -> dict:
@@ -432,21 +442,29 @@ class Run:
 
     def _pg_primary_kill(self, name: str) -> str | None:
         """The primary's machine lost: its etcd member, Patroni and PostgreSQL SIGKILLed at once."""
-        return self._lose_primary("lost (SIGKILL of its etcd, Patroni and PostgreSQL)", signal.SIGKILL)
+        return self._lose_primary("lost (SIGKILL of its etcd, Patroni and PostgreSQL)", signal.SIGKILL,
+                                  stall_s=self.profile.replication_stall_s)
 
     def _pg_primary_hang(self, name: str) -> str | None:
         """The primary's machine hung: every process stopped (SIGSTOP), no connection closed."""
         return self._lose_primary("hung (SIGSTOP of its etcd, Patroni and PostgreSQL)", signal.SIGSTOP)
 
-    def _lose_primary(self, what: str, sig: int) -> str:
+    def _lose_primary(self, what: str, sig: int, stall_s: float = 0) -> str:
         old = self.pg.primary()
         if old is None:
             raise RuntimeError("no PostgreSQL primary to lose: " + self.pg.logs())
         layout = self.pg.layout()
+        if stall_s:
+            senders = old.wal_senders()
+            for pid in senders:
+                _signal(pid, signal.SIGSTOP)  # they die with the machine
+            self.timeline.note(f"{old.name} stops sending WAL ({len(senders)} WAL senders stopped) for {stall_s:g} s")
+            time.sleep(stall_s)
         old.signal_all(sig)
         lost_at = time.monotonic()
         self.timeline.note(f"PostgreSQL primary {old.name} {what}; the cluster was: {layout}")
         new = self.pg.wait_for_primary_other_than(old, timeout_s=60)
+        self.switches.append((lost_at, time.monotonic()))
         promoted_s = time.monotonic() - lost_at
         self.timeline.note(f"{new.name} promoted by Patroni, {promoted_s:.1f} s after: {self.pg.layout()}")
         flowing_s = self._work_flows_again(lost_at)
@@ -463,7 +481,6 @@ class Run:
             # The promoted standby's commits would be rewound away with it.
             raise RuntimeError(f"{old.name} came back and {leader.name if leader else 'no machine'} "
                                f"leads, not {new.name}, which was promoted in its absence")
-        self.switches.append((old.name, new.name, promoted_s, flowing_s))
         return (f"{new.name} took over from {old.name} after {promoted_s:.1f} s; "
                 f"check-ins applied again after {flowing_s:.1f} s")
 
@@ -507,6 +524,37 @@ class Run:
         self.timeline.note(f"workers that lost their broker connection and kept running: "
                            f"{', '.join(noticed) or 'none'}", fault_end=True)
         return f"'Connection to broker lost' logged by {', '.join(noticed)}" if noticed else None
+
+    def probe_reads(self) -> None:
+        """Read a partner through the read URL (prefer-standby) every 0.2 s, as an app's read path does.
+
+        Its pooled connection opens on the synchronous standby, the machine
+        the first failover promotes and the next fault then hangs: reads keep
+        answering only if the engine moves them off a standby once it is promoted.
+        """
+        from rewards import db, queries
+
+        first = self.pg.sync_standby()
+        engine = db.make_engine(self.pg.read_url_from(first) if first else self.pg.read_url, read_only=True,
+                                statement_timeout_ms=3_000, connect_timeout_s=2)
+        while not self.stopping.wait(0.2):
+            try:
+                with engine.connect() as conn:
+                    fresh = queries.freshness(conn)
+                    try:
+                        queries.profile(conn, 1)
+                    except queries.UnknownPartner:
+                        pass  # answered: the partner's first job has not run yet
+                self.reads.append((time.monotonic(), fresh.from_standby))
+            except Exception as error:  # noqa: BLE001 - the server read from may be the fault of the moment
+                self.read_failures.append(type(error).__name__)
+
+    def read_figures(self) -> str:
+        """Reads answered (from a standby) and failed, and the reads answered while each primary was away."""
+        during = [sum(lost_at <= at <= promoted_at for at, _ in self.reads) for lost_at, promoted_at in self.switches]
+        standby = sum(from_standby for _, from_standby in self.reads)
+        return (f"{len(self.reads):,} answered ({standby:,} by a standby), {len(self.read_failures)} failed; "
+                f"answered while the primary was away: {', '.join(map(str, during)) or '-'}")
 
     # ---- observing ---------------------------------------------------------------
     def _redis(self, db: int):
@@ -627,6 +675,13 @@ class Run:
         return max(0.0, time.monotonic() - self.timeline.started - self.timeline.last_fault_end_s)
 
 
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
 def resent_figures(run: Run, figures) -> str:
     """How the jobs sent again came out: applied (the broker lost the message before it ran) or duplicate."""
     results = run.results(run.resent)
@@ -681,6 +736,7 @@ def report(run: Run, figures, drained_s: float, took_s: float) -> str:
         ("SIGKILL of a worker to its jobs applied (s)",
          "-" if run.kill_to_redelivery_s is None else f"{run.kill_to_redelivery_s:.1f}"),
         ("last fault to fully drained (s)", f"{drained_s:.1f}"),
+        *([("reads through the read URL", run.read_figures())] if run.profile.ha else []),
         ("faults injected while jobs flowed", f"{run.faults_during_traffic} of {len(run.fault_plan())}"),
         ("faults with evidence of an effect", f"{faults_with_evidence(run)} of {len(run.fault_plan())}"),
         *fault_rows(run),
@@ -723,6 +779,8 @@ def _execute(run: Run, profile: Profile) -> int:
     fault_thread = threading.Thread(target=run.faults, args=(stop,), daemon=True)
     fault_thread.start()
     threading.Thread(target=run.supervise, daemon=True).start()
+    if profile.ha:
+        threading.Thread(target=run.probe_reads, daemon=True).start()
     drain_timeout_s = 900 if profile is PROFILES["full"] else 300
     sent = run.send_all(batches, drain_timeout_s)
     run.timeline.note("every batch sent and drained")
@@ -739,8 +797,9 @@ def _execute(run: Run, profile: Profile) -> int:
     print("\n" + report(run, figures, drained_s, took_s))
     if not profile.synchronous:
         # The figures are the point: what a failover loses when a commit need not reach a standby.
-        print(f"\nasynchronous replication: {figures.lost} acknowledged jobs lost, {figures.partners_differing} "
-              "partners differing from the model after the failover (synchronous replication loses none)")
+        print(f"\nasynchronous replication: {figures.lost} acknowledged jobs lost and {figures.wrongly_rejected} "
+              f"rejected for want of them; {figures.partners_differing} partners differ from the model "
+              "(the synchronous run loses none)")
         if faults_with_evidence(run) == len(run.fault_plan()):
             return 0
     if figures.ok() and run.unplanned_exits:

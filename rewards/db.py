@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -42,7 +43,49 @@ def make_engine(url: str, *, statement_timeout_ms: int = 5_000, lock_timeout_ms:
         pool_timeout=connect_timeout_s,
     )
     event.listen(engine, "handle_error", _drop_interrupted_connection)
+    if "target_session_attrs=prefer-standby" in url:
+        event.listen(engine, "connect", _note_server_role)
+        event.listen(engine, "checkout", _keep_reads_on_a_standby)
     return engine
+
+
+# A read connection opened on the primary (no standby answered) is replaced after
+# this long, so reads return to a standby once one is back.
+PRIMARY_READ_CONNECTION_S = 30
+
+
+def _in_recovery(dbapi_connection) -> bool:
+    return dbapi_connection.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+
+
+def _note_server_role(dbapi_connection, record) -> None:
+    dbapi_connection.autocommit = True  # the probe opens no transaction (SQLAlchemy resets it after connect)
+    try:
+        record.info["standby"] = _in_recovery(dbapi_connection)
+    finally:
+        dbapi_connection.autocommit = False
+    record.info["opened_at"] = time.monotonic()
+
+
+def _keep_reads_on_a_standby(dbapi_connection, record, _proxy) -> None:
+    """Replace a prefer-standby connection whose server is a primary now.
+
+    libpq chooses a standby when the connection opens; a pooled one stays on
+    its server. After a failover, the standby that was promoted is the
+    primary: its pooled read connections would load it and would hang with it
+    if it hung next. One opened on a standby is checked at each checkout (a
+    query; the primary's are left alone until PRIMARY_READ_CONNECTION_S).
+    """
+    if record.info.get("standby"):
+        dbapi_connection.autocommit = True
+        try:
+            still_standby = _in_recovery(dbapi_connection)
+        finally:
+            dbapi_connection.autocommit = False
+        if not still_standby:
+            raise exc.DisconnectionError("the read connection's standby was promoted")
+    elif time.monotonic() - record.info.get("opened_at", 0) > PRIMARY_READ_CONNECTION_S:
+        raise exc.DisconnectionError("a read connection on the primary is replaced to look for a standby")
 
 
 def _drop_interrupted_connection(context) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import Connection, Row, bindparam, select
+from sqlalchemy import Connection, Row, bindparam, select, text
 
 from rewards import catalog as catalog_module
 from rewards import leaderboards, rules
@@ -313,6 +313,34 @@ def leaderboard(conn: Connection, kind: Literal["xp", "weekly", "streak"] = "xp"
     board = leaderboards.board(kind, at or utcnow())
     return [LeaderboardRow(rank=entry.rank, partner_id=entry.partner_id, score=entry.score)
             for entry in leaderboards.sql_top(conn, board, limit)]
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How current a read is.
+
+    From the primary, a read sees every commit. From a standby
+    (`REWARDS_READ_DATABASE_URL` with `target_session_attrs=prefer-standby`),
+    it sees every commit the standby had replayed: those up to `as_of` at
+    least (the newest replayed commit's time; None before the standby has
+    replayed any since it started). Asynchronous standbys may be further
+    behind than synchronous ones; either may have replayed less than the
+    primary acknowledged.
+    """
+
+    from_standby: bool
+    as_of: datetime | None = None
+
+
+_REPLAY = text("SELECT pg_is_in_recovery(), pg_last_xact_replay_timestamp()")
+
+
+def freshness(conn: Connection) -> Freshness:
+    """Where `conn` reads from and, on a standby, up to which commit (call it before the reads it qualifies)."""
+    if conn.dialect.name != "postgresql":
+        return Freshness(from_standby=False)
+    in_recovery, replayed_at = conn.execute(_REPLAY).one()
+    return Freshness(from_standby=in_recovery, as_of=replayed_at if in_recovery else None)
 
 
 def _check_limit(limit: int) -> None:

@@ -34,7 +34,7 @@ import argparse
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -173,14 +173,27 @@ def _cell(value: Any) -> Any:
 
 @contextmanager
 def _reading() -> Iterator[Connection]:
-    """A connection for read-side queries (the read engine); an unknown partner becomes NotFound (exit 1)."""
+    """A connection for read-side queries (the read engine); an unknown partner becomes NotFound (exit 1).
+
+    Read from a standby, the output is followed (on stderr) by how current it is.
+    """
     from rewards import db
 
     with db.get_read_engine().connect() as conn:
+        fresh = queries.freshness(conn)
         try:
             yield conn
         except queries.UnknownPartner as error:
             raise NotFound(str(error)) from None
+    if fresh.from_standby:
+        print(f"(read from a standby: {_as_of(fresh.as_of)})", file=sys.stderr)
+
+
+def _as_of(replayed_at: datetime | None) -> str:
+    if replayed_at is None:
+        return "it has replayed no commit since it started"
+    behind_s = (datetime.now(timezone.utc) - replayed_at).total_seconds()
+    return f"every commit up to {replayed_at:%Y-%m-%d %H:%M:%S} UTC, {behind_s:.1f} s before this read, is in it"
 
 
 def cmd_profile(args: argparse.Namespace) -> int:

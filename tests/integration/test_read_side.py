@@ -119,3 +119,9 @@ def test_the_streak_leaderboard_ranks_the_earlier_checkin_first_on_a_tie(client,
         checkin(client, 762, day)
     board = queries.leaderboard(conn, "streak")
     assert [(row.partner_id, row.score) for row in board] == [(760, 3), (762, 2), (761, 2)]
+
+
+def test_a_read_from_the_primary_says_so_and_carries_no_replay_time(conn):
+    # A standby's side (from_standby with the replayed commit's time) is read by the failover run's
+    # reader, against Patroni's standbys: tests/system/test_failover.py.
+    assert queries.freshness(conn) == queries.Freshness(from_standby=False, as_of=None)

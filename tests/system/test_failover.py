@@ -1,12 +1,13 @@
-"""The short failover seed: the PostgreSQL primary's machine is lost while jobs flow, and nothing is lost.
+"""The short failover seed: the PostgreSQL primary's machine is lost, then the next one hangs; nothing is lost.
 
 `python -m chaos --profile failover_short` starts three machines of its own
 (etcd, Patroni and PostgreSQL each, chaos/ha.py) with synchronous
-replication, a RabbitMQ vhost and a Redis of its own and two workers on the
-multi-host URL; it SIGKILLs every process of the primary's machine, Patroni
-promotes the synchronous standby, and the old primary comes back as a
-replica of the new one (the run fails if it takes the lead back). Its table
-and timeline are shown on failure.
+replication, a RabbitMQ vhost and a Redis of its own, two workers on the
+multi-host URL and a reader on the prefer-standby URL. It SIGKILLs every
+process of the primary's machine, then SIGSTOPs every process of the next
+primary's; each time Patroni promotes the synchronous standby and the old
+primary comes back as a replica of the new one (the run fails if it takes
+the lead back). Its table and timeline are shown on failure.
 """
 
 import re
@@ -37,9 +38,17 @@ def test_losing_the_primary_machine_switches_to_a_standby_and_loses_no_acknowled
                    "partners differing from the model"):
         assert _figure(report, figure) == "0", report
     assert _figure(report, "workers that exited on their own (restarted)") == "0", report
-    assert _figure(report, "faults injected while jobs flowed") == "1 of 1", report
-    # The switch happened (another machine became the primary) and the workers felt it (they retried).
-    switch = _figure(report, "fault pg_primary_kill")
-    assert " took over from " in switch and "'event=job.retry'" in switch, report
+    assert _figure(report, "faults injected while jobs flowed") == "2 of 2", report
+    # Each switch happened (another machine became the primary) and the workers felt it (they retried).
+    for fault in ("pg_primary_kill", "pg_primary_hang"):
+        switch = _figure(report, f"fault {fault}")
+        assert " took over from " in switch and "'event=job.retry'" in switch, report
+    # The read side (prefer-standby) kept answering from a standby while each primary was away,
+    # the hung one included: it had been the standby the reader used before its promotion.
+    reads = re.fullmatch(r"([\d,]+) answered \(([\d,]+) by a standby\), (\d+) failed; "
+                         r"answered while the primary was away: (\d+), (\d+)",
+                         _figure(report, "reads through the read URL"))
+    assert reads, report
+    assert int(reads[2].replace(",", "")) > 0 and int(reads[4]) > 0 and int(reads[5]) > 0, report
     # The old primary came back as a streaming replica, under the machine promoted in its absence.
     assert any(" back, " in line and "leader running" in line for line in report.splitlines()), report
