@@ -75,7 +75,7 @@ broker_transport = _settings.broker_transport(_env)
 # about half a minute (each attempt gives up after 2 s). That stays inside the
 # soft time limit; past it the outcome is still in PostgreSQL
 # (RewardsClient.outcome, `rewards job KEY`) and the job is not recorded as failed.
-result_backend_transport_options = {"retry_policy": {"timeout": 2.0}}
+result_backend_transport_options = _settings.result_backend_transport_options(_env)
 result_backend_always_retry = True
 result_backend_max_retries = 10
 result_backend_base_sleep_between_retries_ms = 100

@@ -288,3 +288,98 @@ def _bin_dir() -> Path:
     import glob
 
     return Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1])
+
+
+class SentinelRedis:
+    """A Redis master, two replicas and three Sentinels (quorum 2) on free ports, masters' name `rewards`.
+
+    Each server keeps an append-only file in a folder of its own; Sentinel
+    marks the master down after 1 s without an answer and promotes a replica.
+    """
+
+    MASTER_NAME = "rewards"
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.ports = [free_port() for _ in range(3)]  # the first starts as the master
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.processes: dict[int, subprocess.Popen] = {}
+
+    def url(self, db: int) -> str:
+        return ";".join(f"sentinel://127.0.0.1:{port}/{db}" for port in self.sentinel_ports)
+
+    def start(self) -> None:
+        for port in self.ports:
+            replica_of = [] if port == self.ports[0] else ["--replicaof", "127.0.0.1", str(self.ports[0])]
+            self._run(port, ["--port", str(port), "--appendonly", "yes", "--save", "", *replica_of])
+        for port in self.sentinel_ports:
+            config = self.folder / f"sentinel-{port}.conf"
+            config.write_text(f"port {port}\nbind 127.0.0.1\n"
+                              f"sentinel monitor {self.MASTER_NAME} 127.0.0.1 {self.ports[0]} 2\n"
+                              f"sentinel down-after-milliseconds {self.MASTER_NAME} 1000\n"
+                              f"sentinel failover-timeout {self.MASTER_NAME} 10000\n")
+            self._run(port, [str(config), "--sentinel"])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if (self.master_port() == self.ports[0] and self._replicas_known() == len(self.ports) - 1
+                    and self._replicas_online(self.ports[0]) == len(self.ports) - 1):
+                return
+            time.sleep(0.2)
+        raise RuntimeError("the Sentinels did not see the master and its synced replicas within 30 s")
+
+    @staticmethod
+    def _replicas_online(master_port: int) -> int:
+        import redis
+
+        info = redis.Redis(port=master_port, socket_timeout=1).info("replication")
+        return sum(1 for key, value in info.items() if key.startswith("slave") and value.get("state") == "online")
+
+    def _run(self, port: int, args: list[str]) -> None:
+        folder = self.folder / f"redis-{port}"
+        folder.mkdir(exist_ok=True)
+        with (folder / "redis.log").open("ab") as log:
+            self.processes[port] = subprocess.Popen(["redis-server", *args, "--bind", "127.0.0.1",
+                                                     "--dir", str(folder)], stdout=log, stderr=subprocess.STDOUT)
+
+    def _sentinel(self, command: str, *args: str):
+        import redis
+
+        for port in self.sentinel_ports:
+            try:
+                return redis.Redis(port=port, socket_timeout=1, decode_responses=True).execute_command(
+                    command, *args)
+            except redis.RedisError:
+                continue
+        return None
+
+    def master_port(self) -> int | None:
+        """The master's port as the Sentinels say."""
+        address = self._sentinel("SENTINEL", "get-master-addr-by-name", self.MASTER_NAME)
+        return int(address[1]) if address else None
+
+    def _replicas_known(self) -> int:
+        replicas = self._sentinel("SENTINEL", "replicas", self.MASTER_NAME) or []
+        return sum(not replica.get("is_sdown") for replica in replicas)  # redis-py parses each into a dict
+
+    def kill(self, port: int) -> None:
+        self.processes[port].kill()
+        self.processes[port].wait(10)
+
+    def signal(self, port: int, sig: int) -> None:
+        self.processes[port].send_signal(sig)
+
+    def wait_for_master_other_than(self, port: int, timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            master = self.master_port()
+            if master is not None and master != port:
+                return master
+            time.sleep(0.2)
+        raise RuntimeError(f"Sentinel promoted no replica of {port} within {timeout_s:g} s")
+
+    def cleanup(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.kill()
+                process.wait(10)

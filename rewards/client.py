@@ -119,6 +119,7 @@ class RewardsClient:
             # filesystem:// is served by rewards.transport, in producers as in workers.
             broker_transport=settings_module.broker_transport(current, broker_url),
             broker_transport_options=settings_module.broker_transport_options(current, broker_url),
+            result_backend_transport_options=settings_module.result_backend_transport_options(current, backend_url),
         )
 
     def send(self, task_name: str, /, *, ignore_result: bool = False, job_id: str | None = None,

@@ -24,11 +24,14 @@ from typing import Any
 import redis
 from sqlalchemy import Engine
 
+from rewards import redis_client
 from rewards.ledger.failures import record_failure
 
 HASH_KEY = "rewards:dead_letters"
 # Every Redis call here is bounded: a failure handler must never hang a worker.
 REDIS_TIMEOUT_S = 2.0
+# Behind Sentinel, how long a dead letter waits for a replica (inside REDIS_TIMEOUT_S).
+REPLICA_WAIT_MS = 1_000
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,21 @@ class DeadLetter:
 
 
 def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
+    return redis_client.connect(url, timeout_s=REDIS_TIMEOUT_S)
 
 
 def push(url: str, letter: DeadLetter) -> None:
-    """Keep `letter` in Redis; raises redis.RedisError if Redis cannot take it either."""
-    _client(url).hset(HASH_KEY, letter.id, json.dumps(asdict(letter), default=str))
+    """Keep `letter` in Redis; raises redis.RedisError if Redis cannot take it either.
+
+    Behind Sentinel the letter must reach a replica too (WAIT): replication
+    is asynchronous, and a letter that only a lost master held would be a
+    failed job nobody hears of.
+    """
+    client = _client(url)
+    client.hset(HASH_KEY, letter.id, json.dumps(asdict(letter), default=str))
+    if redis_client.is_sentinel(url) and client.wait(1, REPLICA_WAIT_MS) < 1:
+        raise redis.RedisError(f"dead letter {letter.id} is on the master only: no replica took it "
+                               f"within {REPLICA_WAIT_MS} ms")
 
 
 def pending(url: str) -> list[DeadLetter]:

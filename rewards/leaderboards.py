@@ -41,7 +41,7 @@ from datetime import date, datetime, timedelta, timezone
 import redis
 from sqlalchemy import Connection, and_, bindparam, func, or_, select
 
-from rewards import rules
+from rewards import redis_client, rules
 from rewards.models import partner, xp_ledger
 
 XP, WEEKLY, STREAK = "xp", "weekly", "streak"
@@ -406,4 +406,4 @@ def store_from_settings(timeout_s: float = 0.5) -> redis.Redis | None:
     url = settings_module.get().redis_url
     if url is None:
         return None
-    return redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    return redis_client.connect(url, timeout_s=timeout_s)

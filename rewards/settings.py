@@ -123,6 +123,8 @@ class Settings:
     flower_unsafe_no_auth: bool = False
     # Redis holding the leaderboards (rewards.leaderboards); None: they are read from SQL.
     redis_url: str | None = None
+    # The master's name when a Redis URL is sentinel:// (rewards.redis_client).
+    redis_sentinel_master: str = "rewards"
     # The most check-ins one rewards.checkin.batch message may carry.
     batch_max: int = 500
 
@@ -241,17 +243,21 @@ def default_visibility_timeout_s(task_time_limit_s: int, retry_backoff_s_max: in
     return 2 * (task_time_limit_s + retry_backoff_s_max)
 
 
+# The URLs rewards.redis_client connects to: one server, or Sentinel's master.
+REDIS_SCHEMES = ("redis://", "rediss://", "sentinel://")
+
+
 def _dead_letter_url(env: Mapping[str, str], broker_url: str) -> str | None:
     # The broker's Redis by default: if it is down, no job is running anyway.
     explicit = env.get("REWARDS_DEAD_LETTER_URL", "").strip()
     if explicit:
-        if not explicit.startswith(("redis://", "rediss://")):
-            raise ConfigError(f"REWARDS_DEAD_LETTER_URL must be a redis:// URL, got {explicit!r}")
+        if not explicit.startswith(REDIS_SCHEMES):
+            raise ConfigError(f"REWARDS_DEAD_LETTER_URL must be a redis:// or sentinel:// URL, got {explicit!r}")
         return explicit
-    if broker_url.startswith(("redis://", "rediss://")):
+    if broker_url.startswith(REDIS_SCHEMES):
         return broker_url
     result_backend = env.get("CELERY_RESULT_BACKEND", "")
-    return result_backend if result_backend.startswith(("redis://", "rediss://")) else None
+    return result_backend if result_backend.startswith(REDIS_SCHEMES) else None
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
@@ -297,6 +303,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         maintenance=_load_maintenance(env, broker_url),
         flower_unsafe_no_auth=_flag(env, "REWARDS_FLOWER_UNSAFE_NO_AUTH", False),
         redis_url=env.get("REWARDS_REDIS_URL", "").strip() or None,
+        redis_sentinel_master=_text(env, "REWARDS_REDIS_SENTINEL_MASTER", "rewards"),
         batch_max=_int(env, "REWARDS_BATCH_MAX", 500, minimum=1, maximum=MAX_BATCH_CHECKINS),
     )
     _check_consistent(settings)
@@ -370,6 +377,15 @@ def broker_transport(settings: Settings, broker_url: str | None = None) -> str |
     if (broker_url or settings.broker_url).startswith("filesystem://"):
         return "rewards.transport:Transport"
     return None
+
+
+def result_backend_transport_options(settings: Settings, backend_url: str | None = None) -> dict:
+    """Each attempt to store a result gives up after 2 s (celeryconfig retries it); behind Sentinel,
+    the master's name."""
+    options: dict = {"retry_policy": {"timeout": 2.0}}
+    if (backend_url or settings.result_backend).startswith("sentinel://"):
+        options["master_name"] = settings.redis_sentinel_master
+    return options
 
 
 def broker_transport_options(settings: Settings, broker_url: str | None = None) -> dict:
