@@ -224,13 +224,14 @@ class PatroniCluster:
                 return machine
         return None
 
-    def members(self) -> dict[str, dict]:
+    def members(self, via: Machine | None = None) -> dict[str, dict]:
         """The cluster as its DCS says (Patroni's /cluster): name -> role, state, lag; {} when none answers.
 
         Roles are "leader", "sync_standby" (the standbys a failover may
-        promote) and "replica".
+        promote) and "replica". `via` is asked first: a machine that has
+        just resumed answers from the view it had when it stopped.
         """
-        for machine in self.machines:
+        for machine in ([via] if via else []) + [m for m in self.machines if m is not via]:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{machine.api_port}/cluster", timeout=2) as answer:
                     return {member["name"]: member for member in json.load(answer)["members"]}
@@ -238,16 +239,20 @@ class PatroniCluster:
                 continue
         return {}
 
-    def layout(self) -> str:
+    def layout(self, via: Machine | None = None) -> str:
         """Who is what: "pg1 leader running, pg2 sync_standby streaming, pg3 replica streaming"."""
-        members = self.members()
+        members = self.members(via)
         return ", ".join(f"{m.name} " + (f"{members[m.name]['role']} {members[m.name]['state']}"
                                          if m.name in members else "absent") for m in self.machines)
 
-    def healthy(self) -> bool:
+    def leader(self, via: Machine | None = None) -> str | None:
+        """The machine holding the leader key, as the DCS says."""
+        return next((name for name, member in self.members(via).items() if member["role"] == "leader"), None)
+
+    def healthy(self, via: Machine | None = None) -> bool:
         """A running leader, every other machine streaming from it, and (synchronous) one of them
         recorded as the synchronous standby: the one a failover would promote."""
-        members = self.members()
+        members = self.members(via)
         if len(members) != len(self.machines):
             return False
         roles = [(member["role"], member["state"]) for member in members.values()]
@@ -255,10 +260,10 @@ class PatroniCluster:
         return (roles.count(("leader", "running")) == 1 and len(standbys) == len(self.machines) - 1
                 and ("sync_standby" in standbys or not self.synchronous))
 
-    def wait_until_healthy(self, timeout_s: float) -> float:
+    def wait_until_healthy(self, timeout_s: float, via: Machine | None = None) -> float:
         started = time.monotonic()
         while time.monotonic() - started < timeout_s:
-            if self.healthy():
+            if self.healthy(via):
                 return time.monotonic() - started
             time.sleep(0.5)
         raise RuntimeError(f"the Patroni cluster was not healthy within {timeout_s:g} s: "
@@ -331,8 +336,24 @@ class SentinelRedis:
     def _replicas_online(master_port: int) -> int:
         import redis
 
-        info = redis.Redis(port=master_port, socket_timeout=1).info("replication")
+        try:
+            info = redis.Redis(port=master_port, socket_timeout=1).info("replication")
+        except redis.RedisError:
+            return 0
         return sum(1 for key, value in info.items() if key.startswith("slave") and value.get("state") == "online")
+
+    def restart(self, port: int) -> None:
+        """A lost server comes back, from its append-only file; Sentinel makes it a replica of the master."""
+        self._run(port, ["--port", str(port), "--appendonly", "yes", "--save", ""])
+
+    def wait_until_replicated(self, master_port: int, timeout_s: float) -> None:
+        """Until every other server streams from `master_port` again."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._replicas_online(master_port) == len(self.ports) - 1:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the Redis servers did not all replicate from :{master_port} within {timeout_s:g} s")
 
     def _run(self, port: int, args: list[str]) -> None:
         folder = self.folder / f"redis-{port}"

@@ -55,8 +55,9 @@ class Profile:
     worker_env: dict
     # When each fault starts, in seconds after the first batch is sent.
     at_s: dict
-    # PostgreSQL under Patroni on three machines (chaos.ha) instead of one server:
-    # replicated synchronously, or asynchronously to show what that loses.
+    # PostgreSQL under Patroni on three machines and Redis under Sentinel
+    # (chaos.ha) instead of one server each; PostgreSQL replicated
+    # synchronously, or asynchronously to show what that loses.
     ha: bool = False
     synchronous: bool = True
     # Before the primary's machine is lost, it stops sending WAL to its standbys
@@ -82,11 +83,14 @@ PROFILES = {
         "kill_child_1": 2, "redis_restart": 5, "rabbitmq_restart": 9, "pg_stop": 12, "kill_child_2": 28,
         "kill_main": 29, "pg_freeze": 30}),
 }
-# `make failover`: the primary's machine lost, then hung, each while jobs flow;
-# the old primary comes back and rejoins. The short one is the CI seed.
+# `make failover`, while jobs flow: the PostgreSQL primary's machine lost,
+# the Redis master lost, a pool child and a whole worker (main process and
+# pool) killed, the next PostgreSQL primary hung; each lost server comes back
+# and rejoins. The short one is the CI seed.
 PROFILES |= {
     "failover": Profile(450, 20, 0, 0, PROFILES["short"].worker_env, {
-        "pg_primary_kill": 5, "kill_child": 60, "pg_primary_hang": 70}, ha=True, replication_stall_s=2),
+        "pg_primary_kill": 5, "redis_master_kill": 45, "kill_child": 58, "kill_main": 62, "pg_primary_hang": 75},
+        ha=True, replication_stall_s=2),
     "failover_async": Profile(450, 20, 0, 0, PROFILES["short"].worker_env, {"pg_primary_kill": 5},
                               ha=True, synchronous=False, replication_stall_s=2),
     "failover_short": Profile(350, 10, 0, 0, PROFILES["short"].worker_env,
@@ -155,7 +159,8 @@ class Run:
         self.broker, self.seed, self.profile, self.folder = broker, seed, profile, folder
         self.timeline = Timeline()
         self.pg = ha.PatroniCluster(folder, profile.synchronous) if profile.ha else servers.Postgres(folder)
-        self.redis = servers.Redis(folder)
+        # Results and dead letters: behind Sentinel in the failover runs (a broker too otherwise).
+        self.redis = ha.SentinelRedis(folder) if profile.ha else servers.Redis(folder)
         self.vhost = servers.RabbitVhost(f"rewards_chaos_{os.getpid()}") if broker == "amqp" else None
         self.workers: list[Worker] = []
         self.kill_to_redelivery_s: float | None = None
@@ -183,6 +188,7 @@ class Run:
         # the read side meanwhile: when each read through the read URL answered (and whether a
         # standby did), and each one that failed.
         self.switches: list[tuple[float, float]] = []
+        self.lead_taken_back: list[str] = []
         self.reads: list[tuple[float, bool]] = []
         self.read_failures: list[str] = []
 
@@ -195,7 +201,7 @@ class Run:
         return inherited | self.profile.worker_env | {
             "REWARDS_DATABASE_URL": self.pg.url, "REWARDS_READ_DATABASE_URL": self.pg.read_url,
             "CELERY_BROKER_URL": broker_url, "CELERY_RESULT_BACKEND": self.redis.url(1),
-            "REWARDS_DEAD_LETTER_URL": self.redis.url(2),
+            "REWARDS_DEAD_LETTER_URL": self.redis.url(2), "REWARDS_REDIS_SENTINEL_MASTER": ha.SentinelRedis.MASTER_NAME,
         }
 
     def start(self) -> None:
@@ -239,7 +245,11 @@ class Run:
                 return
             self.faults_during_traffic += not self.traffic_done
             self.marks_before[name] = self._log_counts(self.ALL_MARKERS)
-            self.evidence[name] = getattr(self, "_" + name.rstrip("_12"))(name)
+            try:
+                self.evidence[name] = getattr(self, "_" + name.rstrip("_12"))(name)
+            except Exception as error:  # noqa: BLE001 - the run goes on, and shows what it can
+                self.evidence[name] = None
+                self.timeline.note(f"fault {name} failed: {type(error).__name__}: {error}", fault_end=True)
 
     # Log lines that show a fault had an effect, by fault (any worker's log).
     EFFECTS = {
@@ -247,6 +257,8 @@ class Run:
         "pg_freeze": ("event=job.retry", "event=job.requeued", "event=job.time_limit_requeued",
                       "Soft time limit", "Hard time limit"),
         "pg_primary_kill": ("event=job.retry", "event=job.requeued"),
+        "redis_master_kill": ("Connection to Redis lost", "Failed operation", "event=job.result_unstored",
+                              "Connection to broker lost", "event=job.retry"),
         "pg_primary_hang": ("event=job.retry", "event=job.requeued", "event=job.time_limit_requeued",
                             "Soft time limit", "Hard time limit"),
         "redis_restart": ("Connection to broker lost", "Connection to Redis lost", "Failed operation",
@@ -473,14 +485,16 @@ class Run:
             old.signal_all(signal.SIGCONT)
         else:
             self.pg.restart(old)
-        rejoined_s = self.pg.wait_until_healthy(timeout_s=120)
-        leader = self.pg.primary()
-        self.timeline.note(f"{old.name} back, {rejoined_s:.1f} s after it returned: {self.pg.layout()}",
+        # Asked through the promoted machine: the one that comes back answers from its old view at first.
+        rejoined_s = self.pg.wait_until_healthy(timeout_s=120, via=new)
+        leader = self.pg.leader(via=new)
+        self.timeline.note(f"{old.name} back, {rejoined_s:.1f} s after it returned: {self.pg.layout(via=new)}",
                            fault_end=True)
-        if leader is not new:
-            # The promoted standby's commits would be rewound away with it.
-            raise RuntimeError(f"{old.name} came back and {leader.name if leader else 'no machine'} "
-                               f"leads, not {new.name}, which was promoted in its absence")
+        if leader != new.name:
+            # The promoted standby's commits since its promotion are rewound away with it.
+            self.lead_taken_back.append(f"{old.name} came back and {leader or 'no machine'} leads, "
+                                        f"not {new.name}, which was promoted in its absence")
+            self.timeline.note(self.lead_taken_back[-1])
         return (f"{new.name} took over from {old.name} after {promoted_s:.1f} s; "
                 f"check-ins applied again after {flowing_s:.1f} s")
 
@@ -497,6 +511,21 @@ class Run:
         flowing_s = time.monotonic() - since
         self.timeline.note(f"check-ins applied again, {flowing_s:.1f} s after the primary was lost")
         return flowing_s
+
+    def _redis_master_kill(self, name: str) -> str | None:
+        """The Redis master's machine lost (SIGKILL); Sentinel promotes a replica; the old master comes back."""
+        old = self.redis.master_port()
+        self.redis.kill(old)
+        lost_at = time.monotonic()
+        self.timeline.note(f"Redis master :{old} lost (SIGKILL)")
+        new = self.redis.wait_for_master_other_than(old, timeout_s=60)
+        promoted_s = time.monotonic() - lost_at
+        self.timeline.note(f"Sentinel promoted :{new}, {promoted_s:.1f} s after")
+        time.sleep(MACHINE_AWAY_S)
+        self.redis.restart(old)
+        self.redis.wait_until_replicated(new, timeout_s=60)
+        self.timeline.note(f"Redis :{old} back as a replica of :{new}", fault_end=True)
+        return f"Sentinel promoted :{new} after {promoted_s:.1f} s"
 
     def _redis_restart(self, name: str) -> str | None:
         self.redis.stop()
@@ -558,9 +587,9 @@ class Run:
 
     # ---- observing ---------------------------------------------------------------
     def _redis(self, db: int):
-        import redis
+        from rewards import redis_client
 
-        return redis.Redis(port=self.redis.port, db=db, socket_timeout=5)
+        return redis_client.connect(self.redis.url(db), timeout_s=5)
 
     def unacknowledged(self) -> int:
         if self.vhost:
@@ -686,8 +715,19 @@ def resent_figures(run: Run, figures) -> str:
     """How the jobs sent again came out: applied (the broker lost the message before it ran) or duplicate."""
     results = run.results(run.resent)
     statuses = Counter(r["result"]["status"] for r in results.values() if r["status"] == "SUCCESS")
-    required = " (must be 0 on RabbitMQ)" if run.vhost and run.resent else ""
+    required = " (applied must be 0 on RabbitMQ)" if run.vhost and run.resent else ""
     return f"{len(run.resent)}: {statuses['applied']} / {statuses['duplicate']}{required}"
+
+
+def first_runs_lost(run: Run) -> list[str]:
+    """Jobs sent again that came back `applied`: their first message never ran, so the broker lost it.
+
+    One that comes back `duplicate` ran the first time and lost only its
+    result (a Redis failover can lose what its master had not replicated).
+    """
+    results = run.results(run.resent)
+    return [job_id for job_id in run.resent
+            if results.get(job_id, {}).get("result", {}).get("status") == "applied"]
 
 
 def unanswered_held(run: Run, name: str) -> list[str]:
@@ -795,6 +835,10 @@ def _execute(run: Run, profile: Profile) -> int:
         figures = compare(conn, batches, sent, results, leftover, failure_rows, dead)
     took_s = time.monotonic() - run.timeline.started
     print("\n" + report(run, figures, drained_s, took_s))
+    if run.lead_taken_back:
+        print("\nfailover run FAILED: " + "; ".join(run.lead_taken_back))
+        _print_timeline(run)
+        return 1
     if not profile.synchronous:
         # The figures are the point: what a failover loses when a commit need not reach a standby.
         print(f"\nasynchronous replication: {figures.lost} acknowledged jobs lost and {figures.wrongly_rejected} "
@@ -807,9 +851,10 @@ def _execute(run: Run, profile: Profile) -> int:
               "a worker must survive every fault in its own process")
         _print_timeline(run)
         return 1
-    if figures.ok() and run.vhost and run.resent:
-        print(f"\nchaos run FAILED: RabbitMQ lost {len(run.resent)} jobs, which the producer sent again "
-              f"({', '.join(run.resent[:5])}); acknowledgements must leave no such gap")
+    broker_lost = first_runs_lost(run)
+    if figures.ok() and run.vhost and broker_lost:
+        print(f"\nchaos run FAILED: RabbitMQ lost {len(broker_lost)} jobs, which the producer sent again "
+              f"({', '.join(broker_lost[:5])}); acknowledgements must leave no such gap")
         _print_timeline(run)
         return 1
     planned = len(run.fault_plan())
