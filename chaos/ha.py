@@ -1,4 +1,4 @@
-"""A PostgreSQL cluster under Patroni, on three "machines" of one host, for the failover runs.
+"""The failover runs' servers: PostgreSQL under Patroni on three "machines" of one host, and Redis under Sentinel.
 
 Each machine is an etcd member and a Patroni that runs a PostgreSQL of its
 own, in a folder of its own, on ports of its own. Losing a machine is losing
@@ -24,6 +24,7 @@ same cluster replicates asynchronously, to show what that loses.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -33,6 +34,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import redis
 
 from chaos.servers import free_port
 
@@ -92,20 +95,22 @@ class Machine:
         starts PostgreSQL in a session of its own, so it outlives Patroni unless killed too)."""
         pids = [p.pid for p in (self.etcd, self.patroni) if p and p.poll() is None]
         pids += _children(pids)  # runuser's patroni
-        pid_file = self.pg_data / "postmaster.pid"
-        if pid_file.exists():
-            postmaster = int(pid_file.read_text().split()[0])
+        postmaster = self._postmaster()
+        if postmaster:
             pids += [postmaster, *_children([postmaster])]
         return pids
 
     def wal_senders(self) -> list[int]:
         """The primary's WAL sender processes, one per standby streaming from it."""
-        pid_file = self.pg_data / "postmaster.pid"
-        if not pid_file.exists():
+        postmaster = self._postmaster()
+        if not postmaster:
             return []
-        postmaster = int(pid_file.read_text().split()[0])
         out = subprocess.run(["pgrep", "-P", str(postmaster), "-f", "walsender"], capture_output=True, text=True)
         return [int(pid) for pid in out.stdout.split()]
+
+    def _postmaster(self) -> int | None:
+        pid_file = self.pg_data / "postmaster.pid"
+        return int(pid_file.read_text().split()[0]) if pid_file.exists() else None
 
     def signal_all(self, sig: int) -> None:
         for pid in self.pids():
@@ -290,13 +295,11 @@ class PatroniCluster:
 
 
 def _bin_dir() -> Path:
-    import glob
-
     return Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1])
 
 
 class SentinelRedis:
-    """A Redis master, two replicas and three Sentinels (quorum 2) on free ports, masters' name `rewards`.
+    """A Redis master, two replicas and three Sentinels (quorum 2) on free ports; the master's name is `rewards`.
 
     Each server keeps an append-only file in a folder of its own; Sentinel
     marks the master down after 1 s without an answer and promotes a replica.
@@ -334,8 +337,6 @@ class SentinelRedis:
 
     @staticmethod
     def _replicas_online(master_port: int) -> int:
-        import redis
-
         try:
             info = redis.Redis(port=master_port, socket_timeout=1).info("replication")
         except redis.RedisError:
@@ -363,8 +364,6 @@ class SentinelRedis:
                                                      "--dir", str(folder)], stdout=log, stderr=subprocess.STDOUT)
 
     def _sentinel(self, command: str, *args: str):
-        import redis
-
         for port in self.sentinel_ports:
             try:
                 return redis.Redis(port=port, socket_timeout=1, decode_responses=True).execute_command(

@@ -43,7 +43,7 @@ def make_engine(url: str, *, statement_timeout_ms: int = 5_000, lock_timeout_ms:
         pool_timeout=connect_timeout_s,
     )
     event.listen(engine, "handle_error", _drop_interrupted_connection)
-    if "target_session_attrs=prefer-standby" in url:
+    if any(f"target_session_attrs={attrs}" in url for attrs in ("prefer-standby", "standby")):
         event.listen(engine, "connect", _note_server_role)
         event.listen(engine, "checkout", _keep_reads_on_a_standby)
     return engine
@@ -55,15 +55,16 @@ PRIMARY_READ_CONNECTION_S = 30
 
 
 def _in_recovery(dbapi_connection) -> bool:
-    return dbapi_connection.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+    """Whether the server is a standby, asked outside any transaction (the connection is idle)."""
+    dbapi_connection.autocommit = True
+    try:
+        return dbapi_connection.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+    finally:
+        dbapi_connection.autocommit = False
 
 
 def _note_server_role(dbapi_connection, record) -> None:
-    dbapi_connection.autocommit = True  # the probe opens no transaction (SQLAlchemy resets it after connect)
-    try:
-        record.info["standby"] = _in_recovery(dbapi_connection)
-    finally:
-        dbapi_connection.autocommit = False
+    record.info["standby"] = _in_recovery(dbapi_connection)
     record.info["opened_at"] = time.monotonic()
 
 
@@ -77,12 +78,7 @@ def _keep_reads_on_a_standby(dbapi_connection, record, _proxy) -> None:
     query; the primary's are left alone until PRIMARY_READ_CONNECTION_S).
     """
     if record.info.get("standby"):
-        dbapi_connection.autocommit = True
-        try:
-            still_standby = _in_recovery(dbapi_connection)
-        finally:
-            dbapi_connection.autocommit = False
-        if not still_standby:
+        if not _in_recovery(dbapi_connection):
             raise exc.DisconnectionError("the read connection's standby was promoted")
     elif time.monotonic() - record.info.get("opened_at", 0) > PRIMARY_READ_CONNECTION_S:
         raise exc.DisconnectionError("a read connection on the primary is replaced to look for a standby")

@@ -5,8 +5,8 @@
 
 The second form is Celery's for its result backend: every Sentinel,
 `;`-separated, and the database number on any of them (the last one named
-wins); a password goes in the first (`sentinel://:secret@10.0.0.1:26379`)
-and is the master's. The master's name is REWARDS_REDIS_SENTINEL_MASTER,
+wins); a password in any of them (`sentinel://:secret@10.0.0.1:26379`) is
+the master's. The master's name is REWARDS_REDIS_SENTINEL_MASTER,
 which also sets Celery's `master_name`. A client asks the Sentinels where
 the master is and asks again after a failover, so results, leaderboards and
 dead letters follow a promoted replica without a restart.
