@@ -35,6 +35,14 @@ TEST_ENV := REWARDS_DATABASE_URL=postgresql+psycopg://rewards_test_worker@$(TEST
 	REWARDS_REDIS_URL=redis://127.0.0.1:$(TEST_REDIS_PORT)/$(LEADERBOARD_DB) \
 	REWARDS_SYSTEM_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/$(TEST_VHOST)
 
+# Patroni from PyPI, not Debian's 3.0.2: with etcd3, 3.0.2 lets a primary that
+# hung past the leader key's TTL write the key back when it resumes (fixed in
+# 3.0.3, patroni/patroni#2689), and the standby promoted meanwhile is rewound,
+# acknowledged commits and all (`make failover` lost hundreds that way). It
+# runs as the postgres user, so its venv is made from Debian's python3, which
+# that user can execute. etcd comes from Debian (.ci/services.sh).
+PATRONI_VERSION := 4.1.5
+PATRONI := $(VENV)/patroni/bin/patroni
 .PHONY: help install demo services browser migrate test test-fast chaos failover up down flower bench bench-leaderboard soak-scale clean
 
 # Where `make flower` listens (127.0.0.1 only; compose publishes Flower on the same port).
@@ -79,14 +87,6 @@ BROKERS ?= redis amqp
 chaos: $(STAMP) services ## Seeded fault run (kills, PostgreSQL down and frozen, Redis restart) on Redis and RabbitMQ; prints the table
 	@for broker in $(BROKERS); do $(BIN)/python -m chaos --broker $$broker --seed $(SEED) || exit 1; done
 
-# Patroni from PyPI, not Debian's 3.0.2: with etcd3, 3.0.2 lets a primary that
-# hung past the leader key's TTL write the key back when it resumes (fixed in
-# 3.0.3, patroni/patroni#2689), and the standby promoted meanwhile is rewound,
-# acknowledged commits and all (`make failover` lost hundreds that way). It
-# runs as the postgres user, so its venv is made from Debian's python3, which
-# that user can execute. etcd comes from Debian (.ci/services.sh).
-PATRONI_VERSION := 4.1.5
-PATRONI := $(VENV)/patroni/bin/patroni
 $(PATRONI): Makefile
 	@test -x /usr/bin/python3 && /usr/bin/python3 -c 'import ensurepip' 2>/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null; }
