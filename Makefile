@@ -94,9 +94,11 @@ $(PATRONI): Makefile
 	$(VENV)/patroni/bin/pip install -q 'patroni[etcd3,psycopg3]==$(PATRONI_VERSION)'
 	@touch $@
 
-# PostgreSQL under Patroni on three machines of its own (chaos/ha.py): the
-# primary's machine lost, then hung, then once more with asynchronous replication.
-failover: $(STAMP) $(PATRONI) services ## Seeded failover run: the PostgreSQL primary's machine killed and hung under Patroni; prints the table
+# Servers of its own (chaos/ha.py): PostgreSQL under Patroni on three machines,
+# Redis under Sentinel. The primary's machine lost, the Redis master lost, a
+# worker killed, the next primary hung; then the first round once more with
+# asynchronous replication, to show what that loses.
+failover: $(STAMP) $(PATRONI) services ## Seeded failover run (PostgreSQL primary lost and hung, Redis master lost, a worker killed); prints the table
 	$(BIN)/python -m chaos --broker amqp --profile failover --seed $(SEED)
 	$(BIN)/python -m chaos --broker amqp --profile failover_async --seed $(SEED)
 
