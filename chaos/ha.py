@@ -37,7 +37,7 @@ from pathlib import Path
 
 import redis
 
-from chaos.servers import free_port
+from chaos.servers import children, free_port, signal_pids
 
 # Patroni from the Makefile's venv (see PATRONI_VERSION there for why not Debian's).
 PATRONI = Path(__file__).resolve().parents[1] / ".venv" / "patroni" / "bin" / "patroni"
@@ -94,10 +94,10 @@ class Machine:
         """Every process of the machine: etcd, Patroni, and the postmaster and its backends (Patroni
         starts PostgreSQL in a session of its own, so it outlives Patroni unless killed too)."""
         pids = [p.pid for p in (self.etcd, self.patroni) if p and p.poll() is None]
-        pids += _children(pids)  # runuser's patroni
+        pids += [child for pid in pids for child in children(pid)]  # runuser's patroni
         postmaster = self._postmaster()
         if postmaster:
-            pids += [postmaster, *_children([postmaster])]
+            pids += [postmaster, *children(postmaster)]
         return pids
 
     def wal_senders(self) -> list[int]:
@@ -113,11 +113,7 @@ class Machine:
         return int(pid_file.read_text().split()[0]) if pid_file.exists() else None
 
     def signal_all(self, sig: int) -> None:
-        for pid in self.pids():
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        signal_pids(self.pids(), sig)
 
     def state(self) -> dict:
         """Patroni's view of this member (role, state, lag), or {} when it does not answer."""
@@ -126,14 +122,6 @@ class Machine:
                 return json.load(answer)
         except (OSError, ValueError):
             return {}
-
-
-def _children(pids: list[int]) -> list[int]:
-    found = []
-    for pid in pids:
-        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-        found += [int(child) for child in out.split()]
-    return found
 
 
 class PatroniCluster:

@@ -40,6 +40,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from chaos import ha, servers, traffic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -98,6 +100,13 @@ PROFILES |= {
 }
 # How long a lost or hung machine stays away before it comes back.
 MACHINE_AWAY_S = 5
+# Workers and the reader connect as production's clients do, through login
+# roles in migration 0009's groups; the run itself migrates and checks as the owner.
+WORKER_ROLE, READER_ROLE = "rewards_chaos_worker", "rewards_chaos_reader"
+
+
+def _as_role(url: str, role: str) -> str:
+    return make_url(url).set(username=role).render_as_string(hide_password=False)
 
 
 class Timeline:
@@ -212,10 +221,17 @@ class Run:
         for name in [k for k in os.environ if k.startswith(("REWARDS_", "CELERY_"))]:
             del os.environ[name]
         os.environ.update({k: v for k, v in self.env().items() if k.startswith(("REWARDS_", "CELERY_"))})
+        from sqlalchemy import text
+
         from rewards import db
 
         db.upgrade()
-        self.workers = [Worker(name, self.env(), self.folder) for name in ("chaos-a", "chaos-b")]
+        with self.owner().begin() as conn:
+            conn.execute(text(f"CREATE ROLE {WORKER_ROLE} LOGIN IN ROLE rewards_worker"))
+            conn.execute(text(f"CREATE ROLE {READER_ROLE} LOGIN IN ROLE rewards_reader"))
+        worker_env = self.env() | {"REWARDS_DATABASE_URL": _as_role(self.pg.url, WORKER_ROLE),
+                                   "REWARDS_READ_DATABASE_URL": _as_role(self.pg.read_url, READER_ROLE)}
+        self.workers = [Worker(name, worker_env, self.folder) for name in ("chaos-a", "chaos-b")]
         for worker in self.workers:
             worker.start()
 
@@ -468,8 +484,7 @@ class Run:
         layout = self.pg.layout()
         if stall_s:
             senders = old.wal_senders()
-            for pid in senders:
-                _signal(pid, signal.SIGSTOP)  # they die with the machine
+            servers.signal_pids(senders, signal.SIGSTOP)  # they die with the machine
             self.timeline.note(f"{old.name} stops sending WAL ({len(senders)} WAL senders stopped) for {stall_s:g} s")
             time.sleep(stall_s)
         old.signal_all(sig)
@@ -564,8 +579,9 @@ class Run:
         from rewards import db, queries
 
         first = self.pg.sync_standby()
-        engine = db.make_engine(self.pg.read_url_from(first) if first else self.pg.read_url, read_only=True,
-                                statement_timeout_ms=3_000, connect_timeout_s=2)
+        url = self.pg.read_url_from(first) if first else self.pg.read_url
+        engine = db.make_engine(_as_role(url, READER_ROLE), read_only=True, statement_timeout_ms=3_000,
+                                connect_timeout_s=2)
         while not self.stopping.wait(0.2):
             try:
                 with engine.connect() as conn:
@@ -607,18 +623,23 @@ class Run:
         except Exception:  # noqa: BLE001
             return -1
 
-    def applied_count(self) -> int:
-        from sqlalchemy import create_engine, pool, text
+    def owner(self):
+        """The run's own engine, as the database owner, with a new connection each time: a pooled one
+        to a primary since lost or hung would fail, or wait for it for ever (its kernel still acknowledges)."""
+        from sqlalchemy import create_engine, pool
 
         from rewards import db
 
         if self.observer is None:
-            # A connection per count: a pooled one to a primary that has since
-            # hung would wait for it for ever (its kernel still acknowledges).
             self.observer = create_engine(self.pg.url, poolclass=pool.NullPool, connect_args=db.postgres_connect_args(
                 statement_timeout_ms=3_000, lock_timeout_ms=1_000, connect_timeout_s=2))
+        return self.observer
+
+    def applied_count(self) -> int:
+        from sqlalchemy import text
+
         try:
-            with self.observer.connect() as conn:
+            with self.owner().connect() as conn:
                 return conn.execute(text("SELECT COUNT(*) FROM checkin")).scalar_one()
         except Exception:  # noqa: BLE001 - PostgreSQL may be the fault of the moment
             return -1
@@ -702,13 +723,6 @@ class Run:
                 break
             time.sleep(0.5)
         return max(0.0, time.monotonic() - self.timeline.started - self.timeline.last_fault_end_s)
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def resent_figures(run: Run, figures) -> str:

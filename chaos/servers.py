@@ -33,6 +33,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def children(pid: int) -> list[int]:
+    """The processes `pid` started."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(child) for child in out.split()]
+
+
+def signal_pids(pids: list[int], sig: int) -> None:
+    """Send `sig` to each process that still exists."""
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
 def _wait(what: str, ready, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -120,15 +135,10 @@ class Postgres:
     def pids(self) -> list[int]:
         """The postmaster and every backend: all of them must stop for the server to freeze."""
         postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
-        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout
-        return [postmaster, *map(int, children.split())]
+        return [postmaster, *children(postmaster)]
 
     def signal_all(self, sig: int) -> None:
-        for pid in self.pids():
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        signal_pids(self.pids(), sig)
 
     def cleanup(self) -> None:
         if (self.data / "postmaster.pid").exists():
