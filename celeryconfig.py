@@ -43,6 +43,10 @@ worker_prefetch_multiplier = 4
 task_queues = contract.kombu_queues()
 task_default_queue = contract.QUEUE_CLAIMS
 task_routes = (contract.router(broker_url),)
+# On RabbitMQ they are quorum queues (rewards.contract); this consumer leaves
+# out Celery's native delayed delivery, which needs topic exchanges, and
+# declares the queue jobs handed back too often are parked in.
+worker_consumer = "workers.consumer:Consumer"
 
 # Results are read once by the producer, within seconds; an hour is ample,
 # and bounds what Redis holds: at 10 million jobs a day, about 420,000

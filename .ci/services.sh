@@ -110,7 +110,13 @@ ensure_rabbitmq() {
 
 ensure_test_vhost() {
   # The system tests' RabbitMQ workers use a vhost of their own (the chaos
-  # run creates and deletes one per run): nothing else consumes there.
+  # run creates and deletes one per run): nothing else consumes there. Its job
+  # queues are quorum queues; a vhost left by a checkout that declared them
+  # classic is made again (a queue's type cannot change in place).
+  if as_root rabbitmqctl -q list_queues -p "$TEST_VHOST" name type 2>/dev/null | grep -qE '^checkins\s+classic'; then
+    say "RabbitMQ vhost $TEST_VHOST holds classic queues: deleting it"
+    as_root rabbitmqctl -q delete_vhost "$TEST_VHOST"
+  fi
   if ! as_root rabbitmqctl -q list_vhosts | grep -qx "$TEST_VHOST"; then
     say "creating RabbitMQ vhost $TEST_VHOST"
     as_root rabbitmqctl -q add_vhost "$TEST_VHOST"

@@ -20,17 +20,14 @@ import urllib.error
 import urllib.request
 from typing import Protocol
 
-from kombu import Connection, Exchange, Producer, Queue
+from kombu import Connection, Producer
 
 from rewards import contract
 from rewards.ledger.outbox import Message
 from rewards.settings import Settings, broker_transport, broker_transport_options
 
 EVENTS_QUEUE_NAME = contract.EVENTS_QUEUE
-# The same shape kombu's SimpleQueue("rewards.events") declares, so a consumer
-# can read it with nothing more than the queue's name.
-EVENTS_QUEUE = Queue(EVENTS_QUEUE_NAME, Exchange(EVENTS_QUEUE_NAME, type="direct"),
-                     routing_key=EVENTS_QUEUE_NAME)
+EVENTS_QUEUE = contract.events_queue()
 
 SIGNATURE_HEADER = "X-Rewards-Signature"
 EVENT_ID_HEADER = "X-Rewards-Event-Id"

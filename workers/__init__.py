@@ -24,6 +24,11 @@ from workers import flower_guard  # noqa: E402
 
 flower_guard.install_if_running_flower()
 
+# Retries' countdowns on direct exchanges are held by the worker (workers/consumer.py).
+from workers import consumer  # noqa: E402
+
+consumer.quiet_countdown_warning()
+
 
 @signals.celeryd_init.connect
 def _prepare_broker(**_) -> None:

@@ -94,11 +94,11 @@ def password_hash(password: str, salt: bytes | None = None) -> str:
 def definitions(vhost: str, users: Users) -> str:
     """A definitions file RabbitMQ loads at boot (`load_definitions`): vhost, users, permissions, topology.
 
-    The topology is the workers' (durable classic queues, each bound to a
-    direct exchange of its own name, as `contract.kombu_queues` declares
-    them), so producers can publish before the first worker has started.
+    The topology is the workers' (`contract.kombu_queues`, `parked_queue`,
+    `events_queue`: durable quorum queues, each bound to an exchange of its
+    own name), so producers can publish before the first worker has started.
     """
-    queues = (*contract.QUEUES, contract.EVENTS_QUEUE)
+    queues = (*contract.kombu_queues(), contract.parked_queue(), contract.events_queue())
     document = {
         "vhosts": [{"name": vhost}],
         "users": [{"name": username, "password_hash": password_hash(password),
@@ -106,11 +106,12 @@ def definitions(vhost: str, users: Users) -> str:
                   for username, password in users.values()],
         "permissions": [{"user": username, "vhost": vhost, **vars(permissions(role))}
                         for role, (username, _) in users.items()],
-        "exchanges": [{"name": name, "vhost": vhost, "type": "direct", "durable": True, "auto_delete": False,
-                       "internal": False, "arguments": {}} for name in queues],
-        "queues": [{"name": name, "vhost": vhost, "durable": True, "auto_delete": False, "arguments": {}}
-                   for name in queues],
-        "bindings": [{"source": name, "vhost": vhost, "destination": name, "destination_type": "queue",
-                      "routing_key": name, "arguments": {}} for name in queues],
+        "exchanges": [{"name": queue.exchange.name, "vhost": vhost, "type": queue.exchange.type, "durable": True,
+                       "auto_delete": False, "internal": False, "arguments": {}} for queue in queues],
+        "queues": [{"name": queue.name, "vhost": vhost, "durable": True, "auto_delete": False,
+                    "arguments": queue.queue_arguments} for queue in queues],
+        "bindings": [{"source": queue.exchange.name, "vhost": vhost, "destination": queue.name,
+                      "destination_type": "queue", "routing_key": queue.routing_key or "", "arguments": {}}
+                     for queue in queues],
     }
     return json.dumps(document, indent=2)

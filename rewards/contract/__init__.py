@@ -65,13 +65,45 @@ QUEUES_BY_ROLE = {
 }
 
 
+# On RabbitMQ every queue is a quorum queue: a message is on a majority of
+# the cluster's nodes before the publisher's confirm, so losing a node loses
+# no job, and the queue goes on from the survivors. Each worker crash hands
+# its messages back and counts a delivery; a message handed back
+# DELIVERY_LIMIT times (a job that kills its worker every time) is moved to
+# PARKED_QUEUE, at least once, instead of looping for ever (RabbitMQ 3) or
+# being dropped (RabbitMQ 4 drops it after 20 unless a dead-letter exchange
+# is set). Redis and the embedded broker ignore these arguments.
+PARKED_QUEUE = "rewards.parked"
+DELIVERY_LIMIT = 20
+QUORUM = {"x-queue-type": "quorum"}
+JOB_QUEUE_ARGUMENTS = QUORUM | {
+    "x-delivery-limit": DELIVERY_LIMIT,
+    "x-dead-letter-exchange": PARKED_QUEUE,
+    # at-least-once dead-lettering needs reject-publish overflow; no queue has a length limit.
+    "x-dead-letter-strategy": "at-least-once",
+    "x-overflow": "reject-publish",
+}
+
+
 def kombu_queues() -> list[Queue]:
-    """The queues as workers declare them, each bound to a direct exchange of its own name.
+    """The job queues as workers declare them, each bound to a direct exchange of its own name.
 
     A bare Queue(name) would be bound to Celery's default exchange and key,
     and RabbitMQ would then copy a job into every queue bound there.
     """
-    return [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES]
+    return [Queue(name, Exchange(name, type="direct"), routing_key=name, queue_arguments=JOB_QUEUE_ARGUMENTS)
+            for name in QUEUES]
+
+
+def parked_queue() -> Queue:
+    """Where RabbitMQ moves a job handed back DELIVERY_LIMIT times; no worker consumes it."""
+    return Queue(PARKED_QUEUE, Exchange(PARKED_QUEUE, type="fanout"), queue_arguments=QUORUM)
+
+
+def events_queue() -> Queue:
+    """The outbox relay's `rewards.events` queue, replicated like the job queues."""
+    return Queue(EVENTS_QUEUE, Exchange(EVENTS_QUEUE, type="direct"), routing_key=EVENTS_QUEUE,
+                 queue_arguments=QUORUM)
 
 
 def queue_for(task_name: str) -> str:

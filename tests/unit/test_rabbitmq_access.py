@@ -51,13 +51,26 @@ def test_definitions_hold_each_user_with_its_permissions_and_no_password_in_clea
 
 
 def test_definitions_declare_the_topology_the_workers_declare():
-    from rewards.contract import kombu_queues
+    from rewards import contract
 
     document = json.loads(rabbitmq.definitions("rewards", {"worker": ("engine", "pw")}))
-    declared = {(q.name, q.exchange.name, q.exchange.type, q.routing_key, q.durable) for q in kombu_queues()}
-    defined = {(b["destination"], b["source"], "direct", b["routing_key"], True) for b in document["bindings"]}
-    assert declared <= defined
-    assert all(q["durable"] and not q["auto_delete"] and q["arguments"] == {} for q in document["queues"])
+    declared = {(q.name, q.exchange.name, q.exchange.type, q.routing_key or "", json.dumps(q.queue_arguments))
+                for q in (*contract.kombu_queues(), contract.parked_queue(), contract.events_queue())}
+    types = {e["name"]: e["type"] for e in document["exchanges"]}
+    arguments = {q["name"]: json.dumps(q["arguments"]) for q in document["queues"]}
+    defined = {(b["destination"], b["source"], types[b["source"]], b["routing_key"], arguments[b["destination"]])
+               for b in document["bindings"]}
+    assert declared == defined
+    assert all(q["durable"] and not q["auto_delete"] for q in document["queues"])
+
+
+def test_every_job_queue_is_a_quorum_queue_that_parks_what_it_cannot_deliver():
+    from rewards import contract
+
+    for queue in contract.kombu_queues():
+        assert queue.queue_arguments["x-queue-type"] == "quorum"
+        assert queue.queue_arguments["x-dead-letter-exchange"] == contract.parked_queue().exchange.name
+        assert queue.queue_arguments["x-dead-letter-strategy"] == "at-least-once"
 
 
 def test_the_cli_prints_definitions_for_the_users_the_environment_names(monkeypatch, capsys, tmp_path):
