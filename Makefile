@@ -98,7 +98,7 @@ $(PATRONI): Makefile
 # Redis under Sentinel. The primary's machine lost, the Redis master lost, a
 # worker killed, the next primary hung; then the first round once more with
 # asynchronous replication, to show what that loses.
-failover: $(STAMP) $(PATRONI) services ## Seeded failover run (PostgreSQL primary lost and hung, Redis master lost, a worker killed); prints the table
+failover: $(STAMP) $(PATRONI) services ## Seeded failover run (PostgreSQL primary lost and hung, Redis master lost, a RabbitMQ node lost, a worker killed); prints the table
 	$(BIN)/python -m chaos --broker amqp --profile failover --seed $(SEED)
 	$(BIN)/python -m chaos --broker amqp --profile failover_async --seed $(SEED)
 

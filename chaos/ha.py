@@ -391,3 +391,145 @@ class SentinelRedis:
                 process.send_signal(signal.SIGCONT)
                 process.kill()
                 process.wait(10)
+
+
+@dataclass
+class RabbitNode:
+    """One RabbitMQ node of the cluster, on ports of its own, with its data in a folder of its own."""
+
+    name: str  # Erlang node name, e.g. rewards-chaos-0-1234@localhost
+    folder: Path
+    port: int = field(default_factory=free_port)
+    dist_port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    def env(self) -> dict[str, str]:
+        return {"HOME": "/var/lib/rabbitmq",  # where the Erlang cookie the nodes and rabbitmqctl share lives
+                "RABBITMQ_NODENAME": self.name, "RABBITMQ_NODE_PORT": str(self.port),
+                "RABBITMQ_DIST_PORT": str(self.dist_port), "RABBITMQ_MNESIA_BASE": str(self.folder / "mnesia"),
+                "RABBITMQ_LOG_BASE": str(self.folder / "log"), "RABBITMQ_PID_FILE": str(self.folder / "pid"),
+                "RABBITMQ_CONFIG_FILE": str(self.folder / "rabbitmq.conf"),
+                "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.folder / "enabled_plugins")}
+
+
+class RabbitCluster:
+    """Three RabbitMQ nodes clustered on one host, with a vhost for the run; clients get a failover URL.
+
+    Debian's RabbitMQ, run as its `rabbitmq` user (whose Erlang cookie lets
+    the nodes and rabbitmqctl talk), each node in a process group of its
+    own: losing a node is SIGKILLing its group. The job queues are quorum
+    queues (rewards.contract): a publish is confirmed once a majority of the
+    nodes has it, and a queue whose leader is lost elects another.
+    """
+
+    def __init__(self, folder: Path, name: str):
+        self.name = name  # the vhost
+        self.folder = folder / "rabbitmq"
+        self.nodes = [RabbitNode(f"rewards-chaos-{i}-{os.getpid()}@localhost", self.folder / f"node-{i}")
+                      for i in range(3)]
+
+    @property
+    def url(self) -> str:
+        """kombu's failover URL: a client whose node is lost connects to the next one."""
+        return ";".join(f"amqp://guest:guest@127.0.0.1:{node.port}/{self.name}" for node in self.nodes)
+
+    def create(self) -> None:
+        self.folder.mkdir(parents=True)
+        self.folder.chmod(0o755)
+        self.folder.parent.chmod(0o755)  # the rabbitmq user walks through the run's folder
+        for node in self.nodes:
+            node.folder.mkdir()
+            (node.folder / "rabbitmq.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{node.port}\n")
+            (node.folder / "enabled_plugins").write_text("[].\n")
+            if os.geteuid() == 0:
+                for path in (node.folder, *node.folder.iterdir()):
+                    shutil.chown(path, "rabbitmq", "rabbitmq")
+            self.start(node)
+        for node in self.nodes:
+            self._await_startup(node, timeout_s=120)
+        for node in self.nodes[1:]:
+            for command in (("stop_app",), ("join_cluster", self.nodes[0].name), ("start_app",)):
+                self._ctl(node, *command)
+        self._ctl(self.nodes[0], "add_vhost", self.name)
+        self._ctl(self.nodes[0], "set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
+
+    def start(self, node: RabbitNode) -> None:
+        """Start (or restart) a node; a restarted node rejoins the cluster it was in."""
+        as_rabbitmq = ["runuser", "-u", "rabbitmq", "--"] if os.geteuid() == 0 else []
+        with (node.folder / "server.log").open("ab") as log:
+            node.process = subprocess.Popen([*as_rabbitmq, "env", *[f"{k}={v}" for k, v in node.env().items()],
+                                             "/usr/lib/rabbitmq/bin/rabbitmq-server"], cwd="/var/lib/rabbitmq",
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def _await_startup(self, node: RabbitNode, timeout_s: float) -> None:
+        """Until the node runs RabbitMQ (rabbitmqctl fails at once while the node is not yet registered)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._ctl(node, "await_startup", timeout_s=timeout_s)
+                return
+            except RuntimeError:
+                if node.process.poll() is not None or time.monotonic() > deadline:
+                    log = (node.folder / "server.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"RabbitMQ node {node.name} did not start:\n{log}") from None
+                time.sleep(0.5)
+
+    def _ctl(self, node: RabbitNode, *args: str, timeout_s: float = 60) -> str:
+        done = subprocess.run(["rabbitmqctl", "-q", "-n", node.name, *args], capture_output=True, text=True,
+                              timeout=timeout_s)
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl -n {node.name} {' '.join(args)}: {done.stderr.strip() or done.stdout}")
+        return done.stdout
+
+    def running(self) -> list[RabbitNode]:
+        return [node for node in self.nodes if node.process and node.process.poll() is None]
+
+    def running_nodes(self, via: RabbitNode) -> set[str]:
+        """The nodes `via` sees running in the cluster."""
+        status = json.loads(self._ctl(via, "cluster_status", "--formatter", "json"))
+        return set(status["running_nodes"])
+
+    def queue_leaders(self) -> dict[str, str]:
+        """Each queue of the vhost and the node that leads it, as a running node says."""
+        out = self._ctl(self.running()[0], "list_queues", "-p", self.name, "name", "leader", "--formatter", "json")
+        return {row["name"]: row["leader"] for row in json.loads(out)}
+
+    def queued_messages(self, queues: tuple[str, ...]) -> int:
+        """Ready plus unacknowledged messages in these queues of the vhost."""
+        out = self._ctl(self.running()[0], "list_queues", "-p", self.name, "name", "messages", "--formatter", "json")
+        return sum(row["messages"] for row in json.loads(out) if row["name"] in queues)
+
+    def node(self, name: str) -> RabbitNode:
+        return next(node for node in self.nodes if node.name == name)
+
+    def kill(self, node: RabbitNode) -> None:
+        os.killpg(node.process.pid, signal.SIGKILL)
+        node.process.wait(30)
+
+    def wait_for_leader_other_than(self, queue: str, lost: RabbitNode, timeout_s: float) -> str:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                leader = self.queue_leaders().get(queue)
+            except (RuntimeError, subprocess.TimeoutExpired):
+                leader = None
+            if leader and leader != lost.name:
+                return leader
+            time.sleep(0.2)
+        raise RuntimeError(f"no node took the lead of {queue} from {lost.name} within {timeout_s:g} s")
+
+    def wait_until_running(self, node: RabbitNode, timeout_s: float) -> None:
+        """Until `node` is up and every node sees the whole cluster running again."""
+        self._await_startup(node, timeout_s)
+        names = {n.name for n in self.nodes}
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(self.running_nodes(n) == names for n in self.nodes):
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"{node.name} did not rejoin the cluster within {timeout_s:g} s")
+
+    def cleanup(self) -> None:
+        for node in self.running():
+            os.killpg(node.process.pid, signal.SIGKILL)
+            node.process.wait(30)

@@ -57,9 +57,9 @@ class Profile:
     worker_env: dict
     # When each fault starts, in seconds after the first batch is sent.
     at_s: dict
-    # PostgreSQL under Patroni on three machines and Redis under Sentinel
-    # (chaos.ha) instead of one server each; PostgreSQL replicated
-    # synchronously, or asynchronously to show what that loses.
+    # PostgreSQL under Patroni on three machines, Redis under Sentinel and
+    # RabbitMQ as a three-node cluster (chaos.ha) instead of one server each;
+    # PostgreSQL replicated synchronously, or asynchronously to show what that loses.
     ha: bool = False
     synchronous: bool = True
     # Before the primary's machine is lost, it stops sending WAL to its standbys
@@ -86,17 +86,18 @@ PROFILES = {
         "kill_main": 29, "pg_freeze": 30}),
 }
 # `make failover`, while jobs flow: the PostgreSQL primary's machine lost,
-# the Redis master lost, a pool child and a whole worker (main process and
-# pool) killed, the next PostgreSQL primary hung; each lost server comes back
-# and rejoins. The short one is the CI seed.
+# the Redis master lost, the RabbitMQ node leading the check-ins queue lost,
+# a pool child and a whole worker (main process and pool) killed, the next
+# PostgreSQL primary hung; each lost server comes back and rejoins. The
+# short one is the CI seed.
 PROFILES |= {
     "failover": Profile(450, 20, 0, 0, PROFILES["short"].worker_env, {
-        "pg_primary_kill": 5, "redis_master_kill": 45, "kill_child": 58, "kill_main": 62, "pg_primary_hang": 75},
-        ha=True, replication_stall_s=2),
+        "pg_primary_kill": 5, "redis_master_kill": 45, "rabbit_node_kill": 62, "kill_child": 85, "kill_main": 89,
+        "pg_primary_hang": 100}, ha=True, replication_stall_s=2),
     "failover_async": Profile(450, 20, 0, 0, PROFILES["short"].worker_env, {"pg_primary_kill": 5},
                               ha=True, synchronous=False, replication_stall_s=2),
     "failover_short": Profile(350, 10, 0, 0, PROFILES["short"].worker_env,
-                              {"pg_primary_kill": 3, "pg_primary_hang": 45}, ha=True),
+                              {"rabbit_node_kill": 3, "pg_primary_kill": 30, "pg_primary_hang": 65}, ha=True),
 }
 # How long a lost or hung machine stays away before it comes back.
 MACHINE_AWAY_S = 5
@@ -170,10 +171,14 @@ class Run:
         self.pg = ha.PatroniCluster(folder, profile.synchronous) if profile.ha else servers.Postgres(folder)
         # Results and dead letters: behind Sentinel in the failover runs (a broker too otherwise).
         self.redis = ha.SentinelRedis(folder) if profile.ha else servers.Redis(folder)
-        self.vhost = servers.RabbitVhost(f"rewards_chaos_{os.getpid()}") if broker == "amqp" else None
+        # On RabbitMQ, a vhost of the run's own: on a three-node cluster in the failover runs.
+        vhost = f"rewards_chaos_{os.getpid()}"
+        self.vhost = None if broker != "amqp" else ha.RabbitCluster(folder, vhost) if profile.ha else servers.RabbitVhost(vhost)
         self.workers: list[Worker] = []
         self.kill_to_redelivery_s: float | None = None
         self.in_flight: list[str] = []
+        # Per fault: seconds until every job sent before it was answered (see _time_to_answer).
+        self.drained_s: dict[str, float] = {}
         self.traffic_done = False
         self.faults_during_traffic = 0
         # Per fault: what shows it had an effect, or None (the run is then inconclusive).
@@ -250,9 +255,9 @@ class Run:
 
     # ---- faults ----------------------------------------------------------------
     def fault_plan(self) -> dict[str, float]:
-        """The profile's faults that apply to this run's broker (a RabbitMQ restart needs RabbitMQ)."""
+        """The profile's faults that apply to this run's broker (a RabbitMQ fault needs RabbitMQ)."""
         return {name: at_s for name, at_s in self.profile.at_s.items()
-                if name != "rabbitmq_restart" or self.vhost is not None}
+                if name not in ("rabbitmq_restart", "rabbit_node_kill") or self.vhost is not None}
 
     def faults(self, stop: threading.Event) -> None:
         steps = sorted(self.fault_plan().items(), key=lambda item: item[1])
@@ -261,11 +266,22 @@ class Run:
                 return
             self.faults_during_traffic += not self.traffic_done
             self.marks_before[name] = self._log_counts(self.ALL_MARKERS)
+            threading.Thread(target=self._time_to_answer, args=(name, list(self.in_flight)), daemon=True).start()
             try:
                 self.evidence[name] = getattr(self, "_" + name.rstrip("_12"))(name)
             except Exception as error:  # noqa: BLE001 - the run goes on, and shows what it can
                 self.evidence[name] = None
                 self.timeline.note(f"fault {name} failed: {type(error).__name__}: {error}", fault_end=True)
+
+    def _time_to_answer(self, name: str, job_ids: list[str]) -> None:
+        """Seconds from the fault's start until every job sent before it has its SUCCESS result: drained."""
+        started = time.monotonic()
+        while not self.stopping.is_set():
+            results = self.results(job_ids)
+            if all(results.get(job_id, {}).get("status") == "SUCCESS" for job_id in job_ids):
+                self.drained_s[name] = time.monotonic() - started
+                return
+            time.sleep(0.5)
 
     # Log lines that show a fault had an effect, by fault (any worker's log).
     EFFECTS = {
@@ -279,6 +295,7 @@ class Run:
                             "Soft time limit", "Hard time limit"),
         "redis_restart": ("Connection to broker lost", "Connection to Redis lost", "Failed operation",
                           "event=job.retry", "event=job.result_unstored"),
+        "rabbit_node_kill": ("Connection to broker lost",),
     }
     ALL_MARKERS = tuple(sorted({marker for markers in EFFECTS.values() for marker in markers}))
 
@@ -514,7 +531,7 @@ class Run:
                 f"check-ins applied again after {flowing_s:.1f} s")
 
     def _work_flows_again(self, since: float) -> float:
-        """Seconds from `since` until a check-in commits on the new primary (one counted there first)."""
+        """Seconds from `since` until a check-in commits again (counted once the database answers)."""
         applied = -1
         while applied < 0:
             applied = self.applied_count()
@@ -524,7 +541,7 @@ class Run:
                 raise RuntimeError("no check-in was applied within 120 s of losing the primary")
             time.sleep(0.2)
         flowing_s = time.monotonic() - since
-        self.timeline.note(f"check-ins applied again, {flowing_s:.1f} s after the primary was lost")
+        self.timeline.note(f"check-ins applied again, {flowing_s:.1f} s after the loss")
         return flowing_s
 
     def _redis_master_kill(self, name: str) -> str | None:
@@ -549,6 +566,31 @@ class Run:
         self.redis.start()
         self.timeline.note("Redis started again", fault_end=True)
         return None  # logged_evidence
+
+    def _rabbit_node_kill(self, name: str) -> str | None:
+        """The machine of the RabbitMQ node that leads the check-ins queue lost (SIGKILL of the node).
+
+        Every client is connected to that node (the first of the failover
+        URL, through which the queues were declared): the workers and the
+        producer reconnect to the next node, which the quorum queues elect
+        to lead them; the lost node comes back and rejoins.
+        """
+        lost = self.vhost.node(self.vhost.queue_leaders()[QUEUES[0]])
+        losses_before = {worker.name: worker.connection_losses() for worker in self.workers}
+        self.vhost.kill(lost)
+        lost_at = time.monotonic()
+        self.timeline.note(f"RabbitMQ node {lost.name} lost (SIGKILL), leader of {QUEUES[0]}")
+        leader = self.vhost.wait_for_leader_other_than(QUEUES[0], lost, timeout_s=60)
+        led_s = time.monotonic() - lost_at
+        self.timeline.note(f"{leader} leads {QUEUES[0]}, {led_s:.1f} s after")
+        flowing_s = self._work_flows_again(lost_at)
+        time.sleep(max(0.0, MACHINE_AWAY_S - (time.monotonic() - lost_at)))
+        self.vhost.start(lost)
+        self.vhost.wait_until_running(lost, timeout_s=120)
+        self.timeline.note(f"{lost.name} back in the cluster", fault_end=True)
+        moved = [w.name for w in self.workers if w.connection_losses() > losses_before[w.name]]
+        return (f"{leader} took the lead of {QUEUES[0]} after {led_s:.1f} s; check-ins applied again after "
+                f"{flowing_s:.1f} s; workers that reconnected to another node: {', '.join(moved) or 'none'}")
 
     def _rabbitmq_restart(self, name: str) -> str | None:
         """Every connection of the run's vhost closed by the node, as when it restarts.
@@ -759,6 +801,9 @@ def fault_rows(run: Run) -> list[tuple[str, str]]:
         if name in run.held:
             held, unanswered = run.held[name], unanswered_held(run, name)
             evidence += f"; held jobs with their result, none re-sent: {len(held) - len(unanswered)} of {len(held)}"
+        drained_s = run.drained_s.get(name)
+        evidence += ("; jobs sent before it: some never answered" if drained_s is None
+                     else f"; jobs sent before it all answered after {drained_s:.1f} s")
         rows.append((f"fault {name}", evidence))
     return rows
 

@@ -1,13 +1,18 @@
-"""The short failover seed: the PostgreSQL primary's machine is lost, then the next one hangs; nothing is lost.
+"""The short failover seed: a RabbitMQ node is lost, then the PostgreSQL primary's machine, then the next
+primary hangs; nothing is lost.
 
-`python -m chaos --profile failover_short` starts three machines of its own
-(etcd, Patroni and PostgreSQL each, chaos/ha.py) with synchronous
-replication, a RabbitMQ vhost and a Redis of its own, two workers on the
-multi-host URL and a reader on the prefer-standby URL. It SIGKILLs every
-process of the primary's machine, then SIGSTOPs every process of the next
-primary's; each time Patroni promotes the synchronous standby and the old
-primary comes back as a replica of the new one (the run fails if it takes
-the lead back). Its table and timeline are shown on failure.
+`python -m chaos --profile failover_short` starts servers of its own
+(chaos/ha.py): three RabbitMQ nodes in a cluster, with the job queues as
+quorum queues and every client on a failover URL; three machines of etcd,
+Patroni and PostgreSQL each, with synchronous replication; Redis under
+Sentinel; two workers on the multi-host URL and a reader on the
+prefer-standby URL. It SIGKILLs the RabbitMQ node that leads the check-ins
+queue (every client is connected to it), then every process of the
+PostgreSQL primary's machine, then SIGSTOPs every process of the next
+primary's. Each time another node leads or Patroni promotes the
+synchronous standby, and the lost one comes back (an old primary as a
+replica of the new one: the run fails if it takes the lead back). Its table
+and timeline are shown on failure.
 """
 
 import re
@@ -29,7 +34,7 @@ def _figure(report: str, name: str) -> str:
     return values[0]
 
 
-def test_losing_the_primary_machine_switches_to_a_standby_and_loses_no_acknowledged_job():
+def test_losing_a_broker_node_or_the_primary_machine_switches_over_and_loses_no_acknowledged_job():
     finished = subprocess.run([sys.executable, "-m", "chaos", "--broker", "amqp", "--profile", "failover_short",
                                "--seed", "1"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     report = finished.stdout + finished.stderr
@@ -38,7 +43,11 @@ def test_losing_the_primary_machine_switches_to_a_standby_and_loses_no_acknowled
                    "partners differing from the model"):
         assert _figure(report, figure) == "0", report
     assert _figure(report, "workers that exited on their own (restarted)") == "0", report
-    assert _figure(report, "faults injected while jobs flowed") == "2 of 2", report
+    assert _figure(report, "faults injected while jobs flowed") == "3 of 3", report
+    # Another node took the lead of the check-ins queue, and every worker lost its connection and reconnected.
+    node_loss = _figure(report, "fault rabbit_node_kill")
+    assert " took the lead of checkins " in node_loss, report
+    assert "workers that reconnected to another node: chaos-a, chaos-b;" in node_loss, report
     # Each switch happened (another machine became the primary) and the workers felt it (they retried).
     for fault in ("pg_primary_kill", "pg_primary_hang"):
         switch = _figure(report, f"fault {fault}")
