@@ -110,17 +110,18 @@ ensure_rabbitmq() {
 
 ensure_test_vhost() {
   # The system tests' RabbitMQ workers use a vhost of their own (the chaos
-  # run creates and deletes one per run): nothing else consumes there. Its job
-  # queues are quorum queues; a vhost left by a checkout that declared them
-  # classic is made again (a queue's type cannot change in place).
-  if as_root rabbitmqctl -q list_queues -p "$TEST_VHOST" name type 2>/dev/null | grep -qE '^checkins\s+classic'; then
-    say "RabbitMQ vhost $TEST_VHOST holds classic queues: deleting it"
+  # run creates and deletes one per run): nothing else consumes there. The
+  # tests wait on queue counts, which RabbitMQ reports for a quorum queue
+  # from metrics refreshed every quorum_tick_interval (5 s by default, so a
+  # queue just filled reads 0 for seconds): the node is set to 100 ms, which
+  # queues take when they start, and the vhost is made afresh each run so
+  # that its queues do (and none is left classic by an older checkout).
+  as_root rabbitmqctl -q eval 'application:set_env(rabbit, quorum_tick_interval, 100).' >/dev/null
+  if as_root rabbitmqctl -q list_vhosts | grep -qx "$TEST_VHOST"; then
     as_root rabbitmqctl -q delete_vhost "$TEST_VHOST"
   fi
-  if ! as_root rabbitmqctl -q list_vhosts | grep -qx "$TEST_VHOST"; then
-    say "creating RabbitMQ vhost $TEST_VHOST"
-    as_root rabbitmqctl -q add_vhost "$TEST_VHOST"
-  fi
+  say "creating RabbitMQ vhost $TEST_VHOST"
+  as_root rabbitmqctl -q add_vhost "$TEST_VHOST"
   as_root rabbitmqctl -q set_permissions -p "$TEST_VHOST" guest '.*' '.*' '.*'
 }
 

@@ -409,6 +409,7 @@ class RabbitNode:
                 "RABBITMQ_DIST_PORT": str(self.dist_port), "RABBITMQ_MNESIA_BASE": str(self.folder / "mnesia"),
                 "RABBITMQ_LOG_BASE": str(self.folder / "log"), "RABBITMQ_PID_FILE": str(self.folder / "pid"),
                 "RABBITMQ_CONFIG_FILE": str(self.folder / "rabbitmq.conf"),
+                "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.folder / "advanced.config"),
                 "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.folder / "enabled_plugins")}
 
 
@@ -441,6 +442,9 @@ class RabbitCluster:
             node.folder.mkdir()
             (node.folder / "rabbitmq.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{node.port}\n")
             (node.folder / "enabled_plugins").write_text("[].\n")
+            # A quorum queue's counts (list_queues) are refreshed every tick, 5 s by
+            # default; the run waits on them, so they are kept within 100 ms.
+            (node.folder / "advanced.config").write_text("[{rabbit, [{quorum_tick_interval, 100}]}].\n")
             if os.geteuid() == 0:
                 for path in (node.folder, *node.folder.iterdir()):
                     shutil.chown(path, "rabbitmq", "rabbitmq")

@@ -96,8 +96,8 @@ PROFILES |= {
         "pg_primary_hang": 100}, ha=True, replication_stall_s=2),
     "failover_async": Profile(450, 20, 0, 0, PROFILES["short"].worker_env, {"pg_primary_kill": 5},
                               ha=True, synchronous=False, replication_stall_s=2),
-    "failover_short": Profile(350, 10, 0, 0, PROFILES["short"].worker_env,
-                              {"rabbit_node_kill": 3, "pg_primary_kill": 30, "pg_primary_hang": 65}, ha=True),
+    "failover_short": Profile(400, 10, 0, 0, PROFILES["short"].worker_env,
+                              {"pg_primary_kill": 3, "pg_primary_hang": 38, "rabbit_node_kill": 72}, ha=True),
 }
 # How long a lost or hung machine stays away before it comes back.
 MACHINE_AWAY_S = 5

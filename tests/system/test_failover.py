@@ -1,18 +1,18 @@
-"""The short failover seed: a RabbitMQ node is lost, then the PostgreSQL primary's machine, then the next
-primary hangs; nothing is lost.
+"""The short failover seed: the PostgreSQL primary's machine is lost, then the next primary hangs, then a
+RabbitMQ node is lost; nothing is lost.
 
 `python -m chaos --profile failover_short` starts servers of its own
-(chaos/ha.py): three RabbitMQ nodes in a cluster, with the job queues as
-quorum queues and every client on a failover URL; three machines of etcd,
-Patroni and PostgreSQL each, with synchronous replication; Redis under
-Sentinel; two workers on the multi-host URL and a reader on the
-prefer-standby URL. It SIGKILLs the RabbitMQ node that leads the check-ins
-queue (every client is connected to it), then every process of the
-PostgreSQL primary's machine, then SIGSTOPs every process of the next
-primary's. Each time another node leads or Patroni promotes the
-synchronous standby, and the lost one comes back (an old primary as a
-replica of the new one: the run fails if it takes the lead back). Its table
-and timeline are shown on failure.
+(chaos/ha.py): three machines of etcd, Patroni and PostgreSQL each, with
+synchronous replication; Redis under Sentinel; three RabbitMQ nodes in a
+cluster, with the job queues as quorum queues and every client on a
+failover URL; two workers on the multi-host URL and a reader on the
+prefer-standby URL. It SIGKILLs every process of the PostgreSQL primary's
+machine, then SIGSTOPs every process of the next primary's, then SIGKILLs
+the RabbitMQ node that leads the check-ins queue (every client is
+connected to it). Each time Patroni promotes the synchronous standby or
+another node takes the lead, and the lost one comes back (an old primary
+as a replica of the new one: the run fails if it takes the lead back). Its
+table and timeline are shown on failure.
 """
 
 import re
