@@ -71,7 +71,7 @@ from rewards import settings as settings_module
 from rewards.cli.tables import render
 from rewards.contract import keys
 from rewards.contract.payloads import CheckinBatchJob, CheckinJob
-from rewards.contract.results import CheckinBatchResult
+from rewards.contract.results import BatchResult
 from rewards.ledger import checkins, outbox, repricing
 from rewards.ledger.batches import apply_checkin_batch
 from rewards.settings import Settings
@@ -503,7 +503,7 @@ class Wave:
 
 @dataclass(frozen=True)
 class Applied:
-    batch: CheckinBatchResult
+    batch: BatchResult
     now: datetime
     took_s: float
     retries: int

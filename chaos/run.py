@@ -173,7 +173,9 @@ class Run:
         self.redis = ha.SentinelRedis(folder) if profile.ha else servers.Redis(folder)
         # On RabbitMQ, a vhost of the run's own: on a three-node cluster in the failover runs.
         vhost = f"rewards_chaos_{os.getpid()}"
-        self.vhost = None if broker != "amqp" else ha.RabbitCluster(folder, vhost) if profile.ha else servers.RabbitVhost(vhost)
+        self.vhost = None
+        if broker == "amqp":
+            self.vhost = ha.RabbitCluster(folder, vhost) if profile.ha else servers.RabbitVhost(vhost)
         self.workers: list[Worker] = []
         self.kill_to_redelivery_s: float | None = None
         self.in_flight: list[str] = []

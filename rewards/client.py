@@ -27,6 +27,7 @@ from celery.result import AsyncResult
 
 from rewards import contract
 from rewards import settings as settings_module
+from rewards.coalescing import Coalescer, JobResult, ResultReader
 
 _UNSET: Any = object()
 
@@ -88,10 +89,25 @@ def _refused_by_broker(error: BaseException) -> bool:
     return False
 
 
+# What a send returns: Celery's AsyncResult, or with coalescing on a JobResult (thread-safe).
+Handle = AsyncResult | JobResult
+# The partner-facing jobs a coalescing client gathers, and the batch job each travels in.
+COALESCED_INTO = {contract.CHECKIN: contract.CHECKIN_BATCH} | dict.fromkeys(contract.CLAIMS_BATCH_JOBS,
+                                                                            contract.CLAIMS_BATCH)
+
+
 class RewardsClient:
     def __init__(self, broker_url: str | None = None, backend_url: str | None = None, *,
-                 settings: settings_module.Settings | None = None):
-        """URLs default to `settings`, which default to the environment's (rewards.settings)."""
+                 settings: settings_module.Settings | None = None, linger_ms: int | None = None,
+                 max_batch: int | None = None):
+        """URLs default to `settings`, which default to the environment's (rewards.settings).
+
+        `linger_ms` (default REWARDS_CLIENT_LINGER_MS; None: off) turns coalescing
+        on: check-ins, task starts and claims, referrals and partner updates
+        sent from any number of threads travel as batch messages of up to
+        `max_batch` (default REWARDS_BATCH_MAX), and each call returns a
+        JobResult (rewards.coalescing).
+        """
         current = settings or settings_module.get()
         broker_url = broker_url or current.broker_url
         backend_url = backend_url or current.result_backend
@@ -121,9 +137,13 @@ class RewardsClient:
             broker_transport_options=settings_module.broker_transport_options(current, broker_url),
             result_backend_transport_options=settings_module.result_backend_transport_options(current, backend_url),
         )
+        linger_ms = current.client_linger_ms if linger_ms is None else linger_ms
+        self._results = ResultReader(self.app.backend)
+        self._coalescer = None if linger_ms is None else Coalescer(
+            self._publish_coalesced, self._results, linger_s=linger_ms / 1000, max_batch=max_batch or self.batch_max)
 
     def send(self, task_name: str, /, *, ignore_result: bool = False, job_id: str | None = None,
-             **kwargs: Any) -> AsyncResult:
+             **kwargs: Any) -> Handle:
         """Enqueue any job of the contract by name on its queue.
 
         `ignore_result=True` is for producers that never read the result: the
@@ -135,8 +155,17 @@ class RewardsClient:
         while the broker holds nothing: Redis can lose a message (a worker's
         BRPOP takes it off the queue before it is recorded as unacknowledged,
         and a Redis restart between the two drops it). The idempotency key
-        makes a job that did run come back as `duplicate`.
+        makes a job that did run come back as `duplicate`. A job sent again
+        under its id travels alone, coalescing or not.
         """
+        if self._coalescer is not None and job_id is None and task_name in COALESCED_INTO:
+            kind = COALESCED_INTO[task_name]
+            item = kwargs if kind == contract.CHECKIN_BATCH else {"job": task_name, "kwargs": kwargs}
+            return self._coalescer.submit(kind, item, ignore_result=ignore_result)
+        return self._publish(task_name, kwargs, ignore_result=ignore_result, job_id=job_id)
+
+    def _publish(self, task_name: str, kwargs: dict[str, Any], *, ignore_result: bool,
+                 job_id: str | None = None) -> AsyncResult:
         sender = {"user_id": self.user_id} if self.user_id else {}
         try:
             return self.app.send_task(task_name, kwargs=kwargs, ignore_result=ignore_result, task_id=job_id,
@@ -147,8 +176,17 @@ class RewardsClient:
                 raise NotPermitted(task_name, self.user_id, error) from error
             raise
 
+    def _publish_coalesced(self, kind: str, items: list[dict], ignore_result: bool) -> tuple[str, bool]:
+        """One coalesced message: the plain job when it gathered no other, else the batch; (its id, alone)."""
+        if len(items) == 1:
+            name, kwargs = (contract.CHECKIN, items[0]) if kind == contract.CHECKIN_BATCH else \
+                (items[0]["job"], items[0]["kwargs"])
+            return self._publish(name, kwargs, ignore_result=ignore_result).id, True
+        field = "checkins" if kind == contract.CHECKIN_BATCH else "items"
+        return self._publish(kind, {field: items}, ignore_result=ignore_result).id, False
+
     def checkin(self, partner_id: int, occurred_at: datetime | str | None = None, *,
-                ignore_result: bool = False) -> AsyncResult:
+                ignore_result: bool = False) -> Handle:
         return self.send(contract.CHECKIN, ignore_result=ignore_result, partner_id=partner_id,
                          occurred_at=_instant(occurred_at))
 
@@ -163,11 +201,24 @@ class RewardsClient:
         """
         size = batch_max or self.batch_max
         items = [_checkin_item(checkin) for checkin in checkins]
-        return [self.send(contract.CHECKIN_BATCH, ignore_result=ignore_result, checkins=items[start:start + size])
+        return [self._publish(contract.CHECKIN_BATCH, {"checkins": items[start:start + size]},
+                              ignore_result=ignore_result) for start in range(0, len(items), size)]
+
+    def claims_many(self, jobs: Iterable[tuple[str, Mapping[str, Any]]], *, ignore_result: bool = False,
+                    batch_max: int | None = None) -> list[AsyncResult]:
+        """Send many claims-queue jobs as `rewards.claims.batch` messages of up to `batch_max` each.
+
+        Each job is `(name, kwargs)`, its name one of contract.CLAIMS_BATCH_JOBS
+        (task start and claim, referral, partner update). They are applied in
+        the order given; each message's result lists every job's outcome.
+        """
+        size = batch_max or self.batch_max
+        items = [{"job": name, "kwargs": dict(kwargs)} for name, kwargs in jobs]
+        return [self._publish(contract.CLAIMS_BATCH, {"items": items[start:start + size]}, ignore_result=ignore_result)
                 for start in range(0, len(items), size)]
 
     def update_partner(self, partner_id: int, *, pro_until: datetime | str | None = _UNSET,
-                       timezone: str = _UNSET, occurred_at: datetime | str | None = None) -> AsyncResult:
+                       timezone: str = _UNSET, occurred_at: datetime | str | None = None) -> Handle:
         """Set PRO until an instant (None ends PRO) and/or the IANA time zone."""
         kwargs: dict[str, Any] = {"partner_id": partner_id, "occurred_at": _instant(occurred_at)}
         if pro_until is not _UNSET:
@@ -177,17 +228,17 @@ class RewardsClient:
         return self.send(contract.PARTNER_UPDATE, **kwargs)
 
     def start_task(self, partner_id: int, task_id: str,
-                   occurred_at: datetime | str | None = None) -> AsyncResult:
+                   occurred_at: datetime | str | None = None) -> Handle:
         return self.send(contract.TASK_START, partner_id=partner_id, task_id=task_id,
                          occurred_at=_instant(occurred_at))
 
     def claim_task(self, partner_id: int, task_id: str,
-                   occurred_at: datetime | str | None = None) -> AsyncResult:
+                   occurred_at: datetime | str | None = None) -> Handle:
         return self.send(contract.TASK_CLAIM, partner_id=partner_id, task_id=task_id,
                          occurred_at=_instant(occurred_at))
 
     def record_referral(self, referrer_id: int, referee_id: int,
-                        occurred_at: datetime | str | None = None) -> AsyncResult:
+                        occurred_at: datetime | str | None = None) -> Handle:
         return self.send(contract.REFERRAL_RECORD, referrer_id=referrer_id, referee_id=referee_id,
                          occurred_at=_instant(occurred_at))
 
@@ -213,4 +264,5 @@ class RewardsClient:
         return {"status": found.status, "key": found.key, "partner_id": found.partner_id, **found.details}
 
     def close(self) -> None:
+        self._results.close()
         self.app.close()

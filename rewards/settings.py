@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from rewards.contract.payloads import MAX_BATCH_CHECKINS
+from rewards.contract.payloads import MAX_BATCH_ITEMS
 from rewards.rules import Policy
 
 
@@ -125,8 +125,11 @@ class Settings:
     redis_url: str | None = None
     # The master's name when a Redis URL is sentinel:// (rewards.redis_client).
     redis_sentinel_master: str = "rewards"
-    # The most check-ins one rewards.checkin.batch message may carry.
+    # The most items one batch message (rewards.checkin.batch, rewards.claims.batch) may carry.
     batch_max: int = 500
+    # RewardsClient coalesces partner-facing jobs into batch messages when set
+    # (rewards.coalescing): the first job of a batch waits this long for others.
+    client_linger_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,14 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int,
     if maximum is not None and value > maximum:
         raise ConfigError(f"{name} must be at most {maximum}, got {value}")
     return value
+
+
+def _optional_int(env: Mapping[str, str], name: str, *, minimum: int, maximum: int) -> int | None:
+    """None when unset or empty; otherwise a whole number in range."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    return _int(env, name, minimum, minimum=minimum, maximum=maximum)
 
 
 _TRUE = ("1", "true", "yes", "on")
@@ -304,7 +315,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         flower_unsafe_no_auth=_flag(env, "REWARDS_FLOWER_UNSAFE_NO_AUTH", False),
         redis_url=env.get("REWARDS_REDIS_URL", "").strip() or None,
         redis_sentinel_master=_text(env, "REWARDS_REDIS_SENTINEL_MASTER", "rewards"),
-        batch_max=_int(env, "REWARDS_BATCH_MAX", 500, minimum=1, maximum=MAX_BATCH_CHECKINS),
+        batch_max=_int(env, "REWARDS_BATCH_MAX", 500, minimum=1, maximum=MAX_BATCH_ITEMS),
+        client_linger_ms=_optional_int(env, "REWARDS_CLIENT_LINGER_MS", minimum=0, maximum=1_000),
     )
     _check_consistent(settings)
     if settings.broker_url.startswith("filesystem://") and not settings.broker_folder:

@@ -14,7 +14,7 @@ settings.export_secret_files(settings.CELERY_ENVIRONMENT_VARIABLES)
 transport.install()
 
 app = Celery("rewards", include=[
-    "workers.checkin", "workers.partner", "workers.task", "workers.referral", "workers.adjust",
+    "workers.checkin", "workers.partner", "workers.task", "workers.referral", "workers.claims_batch", "workers.adjust",
     "workers.maintenance",
 ])
 app.config_from_object("celeryconfig")

@@ -38,7 +38,7 @@ from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded, TimeLimitExc
 from rewards import contract, db, deadletters
 from rewards import settings as settings_module
 from rewards.contract.payloads import Job, validate_job
-from rewards.contract.results import NOT_PERMITTED, REJECTED, Outcome
+from rewards.contract.results import INVALID_PAYLOAD, NOT_PERMITTED, REJECTED, Outcome
 from rewards.ledger import balance
 from rewards.ledger.failures import record_failure, sanitise
 from rewards.logs import log_event
@@ -198,6 +198,21 @@ class LedgerTask(Task):
 
     def _record(self, kwargs: dict[str, Any], reason: str, error: BaseException) -> None:
         record_failure_anywhere(self.name, self.request.id, kwargs, reason, error, in_database=True)
+
+
+class BatchTask(LedgerTask):
+    """A batch job: its envelope must also respect this deployment's REWARDS_BATCH_MAX."""
+
+    items_field: str  # the payload's list of items
+
+    def _validate(self, args: tuple, kwargs: dict[str, Any]) -> tuple[Job | None, Outcome | None]:
+        job, rejection = super()._validate(args, kwargs)
+        batch_max = settings_module.get().batch_max
+        if job is not None and len(items := getattr(job, self.items_field)) > batch_max:
+            problem = f"carries {len(items)} items; at most {batch_max} (REWARDS_BATCH_MAX)"
+            return None, Outcome.rejected(INVALID_PAYLOAD, f"{self.items_field}: {problem}",
+                                          errors=[{"field": self.items_field, "problem": problem}])
+        return job, rejection
         self.request.rewards_failure_recorded = True
 
 

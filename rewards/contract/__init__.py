@@ -10,6 +10,7 @@ from kombu import Exchange, Queue
 
 CHECKIN = "rewards.checkin"
 CHECKIN_BATCH = "rewards.checkin.batch"
+CLAIMS_BATCH = "rewards.claims.batch"
 TASK_START = "rewards.task.start"
 TASK_CLAIM = "rewards.task.claim"
 REFERRAL_RECORD = "rewards.referral.record"
@@ -33,8 +34,12 @@ QUEUE_BY_TASK = {
     TASK_CLAIM: QUEUE_CLAIMS,
     REFERRAL_RECORD: QUEUE_CLAIMS,
     PARTNER_UPDATE: QUEUE_CLAIMS,
+    CLAIMS_BATCH: QUEUE_CLAIMS,
     ADJUST: QUEUE_OPERATOR,
 }
+# What a rewards.claims.batch may carry: the claims queue's partner jobs, never
+# an operator's (a batch travels on the queue upstream apps may write to).
+CLAIMS_BATCH_JOBS = (TASK_START, TASK_CLAIM, REFERRAL_RECORD, PARTNER_UPDATE)
 MAINTENANCE_PREFIX = "rewards.maintenance."
 
 # Maintenance jobs, run by beat (schedules/beat.py) on the maintenance queue.

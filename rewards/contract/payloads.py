@@ -27,10 +27,10 @@ from pydantic import (
 from rewards.contract.results import INVALID_PAYLOAD, Outcome
 
 MAX_BIGINT = 2**63 - 1
-# No deployment may let one rewards.checkin.batch message carry more check-ins
-# than this (REWARDS_BATCH_MAX, default 500, is the limit actually enforced):
-# one job's transaction must stay well inside the task time limit.
-MAX_BATCH_CHECKINS = 10_000
+# No deployment may let one batch message carry more items than this
+# (REWARDS_BATCH_MAX, default 500, is the limit actually enforced): one job's
+# transaction must stay well inside the task time limit.
+MAX_BATCH_ITEMS = 10_000
 # An operator's adjustment moves at most this much XP either way: a typo with
 # extra zeros is refused rather than credited.
 MAX_ADJUSTMENT_XP = 1_000_000_000
@@ -122,7 +122,22 @@ class CheckinBatchJob(Job):
     when the batch is applied, so one bad check-in is rejected alone.
     """
 
-    checkins: Annotated[list[Any], Field(strict=True, min_length=1, max_length=MAX_BATCH_CHECKINS)]
+    checkins: Annotated[list[Any], Field(strict=True, min_length=1, max_length=MAX_BATCH_ITEMS)]
+
+
+class ClaimsBatchJob(Job):
+    """Many claims-queue jobs in one message; each item is `{"job": name, "kwargs": payload}`.
+
+    As for check-ins, only the envelope is validated here (claims_batch_item
+    validates each item), so one bad item is rejected alone.
+    """
+
+    items: Annotated[list[Any], Field(strict=True, min_length=1, max_length=MAX_BATCH_ITEMS)]
+
+
+class ClaimsBatchItem(Job):
+    job: str
+    kwargs: Annotated[dict[str, Any], Field(strict=True)]
 
 
 class PartnerUpdateJob(Job):

@@ -156,12 +156,12 @@ class PartnerUpdateResult:
 
 
 @dataclass(frozen=True)
-class CheckinBatchResult:
-    """A batch's tally, then each check-in's own result, in the order they were sent.
+class BatchResult:
+    """A batch's tally, then each item's own result, in the order they were sent.
 
-    `items[i]` is the outcome of the batch's `checkins[i]`: applied, duplicate
-    (with the original's details) or rejected with its reason, exactly as
-    that check-in would have got from `rewards.checkin`.
+    `items[i]` is the outcome of the batch's `checkins[i]` (or `items[i]`):
+    applied, duplicate (with the original's details) or rejected with its
+    reason, exactly as that job would have got sent alone.
     """
 
     applied: int
@@ -171,7 +171,7 @@ class CheckinBatchResult:
     items: tuple[Outcome, ...]
 
     @classmethod
-    def of(cls, items: list[Outcome]) -> CheckinBatchResult:
+    def of(cls, items: list[Outcome]) -> BatchResult:
         statuses = [item.status for item in items]
         return cls(applied=statuses.count(APPLIED), duplicate=statuses.count(DUPLICATE),
                    rejected=statuses.count(REJECTED),
@@ -184,11 +184,11 @@ class CheckinBatchResult:
             return Outcome(APPLIED, details=self)
         if self.duplicate:
             return Outcome(DUPLICATE, reason="already_applied", details=self)
-        return Outcome(REJECTED, reason=ALL_REJECTED, message="every check-in of the batch was rejected; "
+        return Outcome(REJECTED, reason=ALL_REJECTED, message="every item of the batch was rejected; "
                        "each item says why", details=self)
 
 
-Details = CheckinResult | CheckinBatchResult | TaskStartResult | TaskClaimResult | ReferralResult | AdjustmentResult | \
+Details = CheckinResult | BatchResult | TaskStartResult | TaskClaimResult | ReferralResult | AdjustmentResult | \
     PartnerUpdateResult
 
 

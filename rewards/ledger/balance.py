@@ -217,6 +217,13 @@ def lock_partners(conn: Connection, partner_ids: list[int], now: datetime) -> di
     return rows
 
 
+def lock_existing_partners(conn: Connection, partner_ids: list[int]) -> None:
+    """Lock the rows of those partners that exist, in id order; a partner seen for the first time is
+    created by its job, which is then the only one that can hold its row."""
+    if partner_ids:
+        conn.execute(_select_partners_for_update, {"partner_ids": sorted(set(partner_ids))}).all()
+
+
 def credit(conn: Connection, partner_id: int, entries: list[Entry], *, occurred_at: datetime,
            rule_version: str, now: datetime, also_set: Mapping[str, Any] | None = None,
            also_add: Mapping[str, int] | None = None) -> int:

@@ -43,7 +43,7 @@ from rewards.contract.results import (
     APPLY_FAILED,
     INVALID_PAYLOAD,
     REJECTED,
-    CheckinBatchResult,
+    BatchResult,
     Outcome,
 )
 from rewards.ledger import balance, checkins
@@ -79,7 +79,7 @@ def apply_checkin_batch(conn: Connection, batch: CheckinBatchJob, policy: Policy
             raise
         for index, job in valid:
             outcomes[index] = _apply_alone(conn, job, policy, now, future_tolerance, job_id)
-    return CheckinBatchResult.of(outcomes).outcome()
+    return BatchResult.of(outcomes).outcome()
 
 
 def validate_item(item: object) -> tuple[CheckinJob | None, Outcome | None]:

@@ -248,3 +248,29 @@ def test_claims_queued_behind_the_referral_that_finishes_a_referral_task_pay_onc
     row = partner_row(conn, 530)
     assert (row.xp, row.referral_count) == (500, 3)
     assert assert_ledger_chain(conn, 530) == [500]
+
+
+def test_claims_batches_naming_two_partners_in_opposite_orders_wait_for_each_other_without_deadlock(
+        client, conn, lock_workers):
+    for partner_id in (540, 541):
+        assert run(client, contract.TASK_START, partner_id=partner_id, task_id="telegram_bot",
+                   occurred_at=at(0))["status"] == "applied"
+    claims = {partner_id: {"job": contract.TASK_CLAIM, "kwargs": claim_job(partner_id, "telegram_bot", 0)[1]}
+              for partner_id in (540, 541)}
+    # Applied in the order sent, each batch would hold its first partner and wait for the
+    # other's: a deadlock, one batch aborted and retried. Locking both in id order first avoids it.
+    forward = (contract.CLAIMS_BATCH, {"items": [claims[540], claims[541]]})
+    backward = (contract.CLAIMS_BATCH, {"items": [claims[541], claims[540]]})
+    job_ids: list[str] = []
+    with holding_partners(540, 541) as holder:
+        for queued, batch in enumerate((forward, backward), start=1):
+            job_ids += lock_workers.send([batch])
+            holder.wait_for_waiters(queued, f"{queued} claims batches to queue on the partners' rows",
+                                    lambda: lock_workers.problem() or lock_workers.finished_early(job_ids),
+                                    timeout_s=STARTUP_AND_QUEUE_WAIT_S)
+    first, second = lock_workers.results(job_ids)
+
+    assert [app.AsyncResult(job_id).retries for job_id in job_ids] == [0, 0], lock_workers.logs()
+    assert statuses(first["items"]) == ["applied", "applied"]
+    assert statuses(second["items"]) == ["duplicate", "duplicate"]
+    assert (partner_row(conn, 540).xp, partner_row(conn, 541).xp) == (100, 100)

@@ -32,6 +32,8 @@ PAYLOADS = {
     contract.TASK_CLAIM: {"partner_id": 1, "task_id": "telegram_bot", "occurred_at": AT},
     contract.REFERRAL_RECORD: {"referrer_id": 1, "referee_id": 2, "occurred_at": AT},
     contract.PARTNER_UPDATE: {"partner_id": 1, "pro_until": "2030-01-01T00:00:00+00:00", "occurred_at": AT},
+    contract.CLAIMS_BATCH: {"items": [{"job": contract.TASK_START,
+                                       "kwargs": {"partner_id": 1, "task_id": "banking_app", "occurred_at": AT}}]},
     contract.ADJUST: {"partner_id": 1, "amount": 1_000_000_000, "reason": "x", "request_id": "mint"},
     contract.MAINTENANCE_EXPIRE_STREAKS: {},
     contract.MAINTENANCE_STREAK_RISK: {},

@@ -6,7 +6,7 @@ from datetime import date
 import pytest
 
 from rewards.cli.main import checkin_batch_item
-from rewards.contract.results import CheckinBatchResult, CheckinResult, Outcome
+from rewards.contract.results import BatchResult, CheckinResult, Outcome
 
 PAID = CheckinResult(partner_id=1, day=date(2026, 3, 2), streak=1, frozen_days=0, base_xp=10, bonus_xp=0,
                      multiplier=1, xp_granted=10, xp_after=10)
@@ -21,13 +21,13 @@ REJECTED = Outcome.rejected("invalid_payload", "partner_id: must be an integer")
     ([REJECTED, REJECTED], "rejected", "all_rejected"),
 ])
 def test_a_batch_is_applied_if_any_check_in_was_duplicate_if_none_was_new(items, status, reason):
-    result = CheckinBatchResult.of(items).outcome().as_result()
+    result = BatchResult.of(items).outcome().as_result()
     assert (result["status"], result["reason"]) == (status, reason)
     assert [item["status"] for item in result["items"]] == [item.status for item in items]
 
 
 def test_only_applied_check_ins_count_towards_the_batchs_xp():
-    result = CheckinBatchResult.of([APPLIED, DUPLICATE, APPLIED]).outcome().as_result()
+    result = BatchResult.of([APPLIED, DUPLICATE, APPLIED]).outcome().as_result()
     assert (result["applied"], result["duplicate"], result["rejected"], result["xp_granted"]) == (2, 1, 0, 20)
     assert result["items"][1] == DUPLICATE.as_result()
 
