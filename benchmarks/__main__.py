@@ -1,4 +1,4 @@
-"""`make bench`: every throughput figure of the check-in path, side by side, in one run.
+"""`make bench`: every throughput figure of the check-in and claim paths, side by side, in one run.
 
     make bench                                # BENCH_JOBS=4000
     BENCH_JOBS=10000 make bench
@@ -13,9 +13,18 @@ database and the bench's own Redis numbers:
 - per_job: `rewards.checkin`, one check-in per message, the same worker;
   per_job_ff: the same, sent with ignore_result (fire and forget);
 - batched: `rewards.checkin.batch`, BENCH_BATCH check-ins per message;
+- per_action: BENCH_THREADS (16) producer threads, one `client.checkin()`
+  per call through a coalescing client (REWARDS_CLIENT_LINGER_MS, BENCH_LINGER_MS,
+  default 5), results read; per_action_ff: the same, fire and forget
+  (benchmarks/actions.py);
+- claims: `rewards.task.claim` drained one per message after every partner
+  started the task; claims_batched: the same as `rewards.claims.batch`,
+  BENCH_BATCH per message (the reference document's aim: 500 claims/s);
 - direct: the check-in function without a broker, at its best process count;
 - sql_limit: pgbench replaying the engine's own per-check-in SQL, at its best
-  client count.
+  client count;
+- latency: enqueue-to-commit p50/p99 of per_job, per_action and claims, each
+  at half the rate it drained at (benchmarks/latency.py).
 
 After each engine run the database is checked (every check-in applied once,
 the invariants, a full reconcile); the exit status is 1 if any check failed.
@@ -27,7 +36,7 @@ from __future__ import annotations
 import os
 import sys
 
-from benchmarks import checks, direct, latency, soak, sql_limit, workload
+from benchmarks import actions, checks, direct, latency, soak, sql_limit, workload
 from benchmarks.worker import Worker, command, shown
 from rewards import contract
 from rewards.cli.tables import render
@@ -41,6 +50,8 @@ class Bench:
     def __init__(self, count: int, batch_size: int) -> None:
         self.count = count
         self.batch_size = batch_size
+        self.threads = int(os.environ.get("BENCH_THREADS", "16"))
+        self.linger_ms = int(os.environ.get("BENCH_LINGER_MS", "5"))
         self.client = RewardsClient()
         self.rows: list[list[object]] = []
         self.rates: dict[str, float] = {}
@@ -96,6 +107,20 @@ class Bench:
         self.drained("batched", len(batches), self.count, enqueue)
         self.check("batched", self.count)
 
+    def per_action(self, name: str, ignore_result: bool) -> None:
+        checks.reset()
+        print(f"{name}: {self.count:,} check-ins from {self.threads} threads, linger {self.linger_ms} ms…",
+              flush=True)
+        run = actions.per_action(self.count, self.threads, self.linger_ms, ignore_result=ignore_result)
+        self.record(name, self.count, run.messages, run.per_s, f"{self.threads} threads, linger {self.linger_ms} ms")
+        self.check(name, self.count)
+
+    def claims(self, name: str, batch_size: int | None) -> None:
+        checks.reset()
+        print(f"{name}: {self.count:,} partners start, then claim…", flush=True)
+        run = actions.claims(self.client, self.count, batch_size)
+        self.record(name, self.count, run.messages, run.per_s, "worker")
+
     def direct(self) -> None:
         best, cpu_ms = None, None
         for processes in DIRECT_PROCESSES:
@@ -116,13 +141,23 @@ class Bench:
         self.notes.append(f"sql_limit: {result.statements} statements per check-in; {result.command}")
 
     def latency(self) -> None:
-        per_s = self.rates["per_job"] / 2
-        checks.reset()
-        print(f"latency: {per_s:,.0f} check-ins/s for {LATENCY_DURATION_S} s…", flush=True)
-        result = latency.measure(self.client, per_s, LATENCY_DURATION_S)
-        self.check("latency", result.jobs)
-        self.notes.append(f"enqueue-to-commit at {result.per_s:,.0f}/s (half per_job), {result.jobs:,} jobs: "
-                          f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms")
+        """Enqueue-to-commit p50/p99 of per_job, per_action and claims, each at half the rate it drained at."""
+        measures = {
+            "per_job": lambda per_s: latency.per_job(self.client, per_s, LATENCY_DURATION_S),
+            "per_action": lambda per_s: latency.per_action(per_s, LATENCY_DURATION_S, self.threads, self.linger_ms),
+            "claims": lambda per_s: latency.claims(self.client, per_s, LATENCY_DURATION_S),
+        }
+        for name, measure in measures.items():
+            if name not in self.rates:
+                continue
+            per_s = self.rates[name] / 2
+            checks.reset()
+            print(f"latency of {name}: {per_s:,.0f}/s for {LATENCY_DURATION_S} s…", flush=True)
+            result = measure(per_s)
+            if name != "claims":
+                self.check(f"latency of {name}", result.jobs)
+            self.notes.append(f"enqueue-to-commit, {name} at {result.per_s:,.0f}/s (half its rate), "
+                              f"{result.jobs:,} jobs: p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms")
 
     def soak(self, count: int) -> None:
         checks.reset()
@@ -138,8 +173,8 @@ class Bench:
     def report(self) -> None:
         print()
         if self.rows:  # none when the soak runs alone
-            print(render(["path", "check-ins", "messages", "per second", "at"], self.rows,
-                         title=f"Check-in throughput, {os.cpu_count()} cores, one worker prefork x2"))
+            print(render(["path", "jobs", "messages", "per second", "at"], self.rows,
+                         title=f"Throughput (check-ins or claims), {os.cpu_count()} cores, one worker prefork x2"))
             print(f"\nworker: {shown(command('checkins'))}")
         for note in self.notes:
             print(note)
@@ -150,11 +185,14 @@ class Bench:
             ratio = lambda a, b: rate(a) / rate(b) if rate(b) else 0.0  # noqa: E731
             print(f"ratios: per_job/noop={ratio('per_job', 'noop'):.2f} "
                   f"batched/per_job={ratio('batched', 'per_job'):.2f} "
+                  f"per_action/per_job={ratio('per_action', 'per_job'):.2f} "
+                  f"claims_batched/claims={ratio('claims_batched', 'claims'):.2f} "
                   f"batched/direct={ratio('batched', 'direct'):.2f} "
                   f"direct/sql_limit={ratio('direct', 'sql_limit'):.2f}")
 
 
-PATHS = ("noop", "per_job", "per_job_ff", "batched", "direct", "sql_limit", "latency")
+PATHS = ("noop", "per_job", "per_job_ff", "batched", "per_action", "per_action_ff", "claims", "claims_batched",
+         "direct", "sql_limit", "latency")
 
 
 def main() -> int:
@@ -168,11 +206,16 @@ def main() -> int:
     bench = Bench(int(os.environ.get("BENCH_JOBS", "4000")), int(os.environ.get("BENCH_BATCH", "500")))
     runs = {"noop": bench.noop, "per_job": lambda: bench.per_job("per_job", ignore_result=False),
             "per_job_ff": lambda: bench.per_job("per_job_ff", ignore_result=True),
-            "batched": bench.batched, "direct": bench.direct, "sql_limit": bench.sql_limit,
+            "batched": bench.batched,
+            "per_action": lambda: bench.per_action("per_action", ignore_result=False),
+            "per_action_ff": lambda: bench.per_action("per_action_ff", ignore_result=True),
+            "claims": lambda: bench.claims("claims", None),
+            "claims_batched": lambda: bench.claims("claims_batched", bench.batch_size),
+            "direct": bench.direct, "sql_limit": bench.sql_limit,
             "latency": bench.latency}
     try:
         for name in chosen:
-            if name == "latency" and "per_job" not in bench.rates:
+            if name == "latency" and not {"per_job", "per_action", "claims"} & set(bench.rates):
                 continue
             runs[name]()
         soak_count = int(os.environ.get("BENCH_SOAK", "0"))
