@@ -23,6 +23,8 @@ database and the bench's own Redis numbers:
 - direct: the check-in function without a broker, at its best process count;
 - sql_limit: pgbench replaying the engine's own per-check-in SQL, at its best
   client count;
+- sql_set_limit: pgbench replaying the batched path's own SQL, 500 check-ins
+  per transaction, at its best client count (benchmarks/sql_set_limit.py);
 - latency: enqueue-to-commit p50/p99 of per_job, per_action and claims, each
   at half the rate it drained at (benchmarks/latency.py).
 
@@ -36,7 +38,7 @@ from __future__ import annotations
 import os
 import sys
 
-from benchmarks import actions, checks, direct, latency, soak, sql_limit, workload
+from benchmarks import actions, checks, direct, latency, soak, sql_limit, sql_set_limit, workload
 from benchmarks.worker import Worker, command, shown
 from rewards import contract
 from rewards.cli.tables import render
@@ -140,6 +142,13 @@ class Bench:
         self.record("sql_limit", result.transactions, 0, result.per_s, f"{result.clients} clients")
         self.notes.append(f"sql_limit: {result.statements} statements per check-in; {result.command}")
 
+    def sql_set_limit(self) -> None:
+        print(f"sql_set_limit: pgbench, {sql_set_limit.BATCH} check-ins per transaction…", flush=True)
+        result = sql_set_limit.run(max(self.count, 4_000) * 4, checks.reset)
+        self.record("sql_set_limit", result.checkins, 0, result.per_s, f"{result.clients} client(s)")
+        self.notes.append(f"sql_set_limit: {result.statements} statements per {sql_set_limit.BATCH} check-ins; "
+                          f"{result.command}")
+
     def latency(self) -> None:
         """Enqueue-to-commit p50/p99 of per_job, per_action and claims, each at half the rate it drained at."""
         measures = {
@@ -188,11 +197,12 @@ class Bench:
                   f"per_action/per_job={ratio('per_action', 'per_job'):.2f} "
                   f"claims_batched/claims={ratio('claims_batched', 'claims'):.2f} "
                   f"batched/direct={ratio('batched', 'direct'):.2f} "
+                  f"batched/sql_set_limit={ratio('batched', 'sql_set_limit'):.2f} "
                   f"direct/sql_limit={ratio('direct', 'sql_limit'):.2f}")
 
 
 PATHS = ("noop", "per_job", "per_job_ff", "batched", "per_action", "per_action_ff", "claims", "claims_batched",
-         "direct", "sql_limit", "latency")
+         "direct", "sql_limit", "sql_set_limit", "latency")
 
 
 def main() -> int:
@@ -211,7 +221,7 @@ def main() -> int:
             "per_action_ff": lambda: bench.per_action("per_action_ff", ignore_result=True),
             "claims": lambda: bench.claims("claims", None),
             "claims_batched": lambda: bench.claims("claims_batched", bench.batch_size),
-            "direct": bench.direct, "sql_limit": bench.sql_limit,
+            "direct": bench.direct, "sql_limit": bench.sql_limit, "sql_set_limit": bench.sql_set_limit,
             "latency": bench.latency}
     try:
         for name in chosen:

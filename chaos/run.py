@@ -99,6 +99,8 @@ PROFILES |= {
     "failover_short": Profile(400, 10, 0, 0, PROFILES["short"].worker_env,
                               {"pg_primary_kill": 3, "pg_primary_hang": 38, "rabbit_node_kill": 72}, ha=True),
 }
+# Jobs queued on the broker before a fault is injected (see Run._wait_for_queued_jobs).
+MIN_BACKLOG = 50
 # How long a lost or hung machine stays away before it comes back.
 MACHINE_AWAY_S = 5
 # Workers and the reader connect as production's clients do, through login
@@ -266,6 +268,8 @@ class Run:
         for name, at_s in steps:
             if stop.wait(max(0.0, at_s - (time.monotonic() - self.timeline.started))):
                 return
+            if self._wait_for_queued_jobs(stop):
+                return
             self.faults_during_traffic += not self.traffic_done
             self.marks_before[name] = self._log_counts(self.ALL_MARKERS)
             threading.Thread(target=self._time_to_answer, args=(name, list(self.in_flight)), daemon=True).start()
@@ -274,6 +278,16 @@ class Run:
             except Exception as error:  # noqa: BLE001 - the run goes on, and shows what it can
                 self.evidence[name] = None
                 self.timeline.note(f"fault {name} failed: {type(error).__name__}: {error}", fault_end=True)
+
+    def _wait_for_queued_jobs(self, stop: threading.Event, limit_s: float = 15) -> bool:
+        """Hold a fault back until a backlog is queued on the broker (bounded): one that came between two
+        batches, or while the workers kept up with the producer, could pass with no job touching what
+        it broke, and show no effect. True if the run is stopping."""
+        deadline = time.monotonic() + limit_s
+        while not self.traffic_done and self.queued() < MIN_BACKLOG and time.monotonic() < deadline:
+            if stop.wait(0.1):
+                return True
+        return False
 
     def _time_to_answer(self, name: str, job_ids: list[str]) -> None:
         """Seconds from the fault's start until every job sent before it has its SUCCESS result: drained."""

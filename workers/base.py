@@ -198,6 +198,7 @@ class LedgerTask(Task):
 
     def _record(self, kwargs: dict[str, Any], reason: str, error: BaseException) -> None:
         record_failure_anywhere(self.name, self.request.id, kwargs, reason, error, in_database=True)
+        self.request.rewards_failure_recorded = True
 
 
 class BatchTask(LedgerTask):
@@ -213,7 +214,6 @@ class BatchTask(LedgerTask):
             return None, Outcome.rejected(INVALID_PAYLOAD, f"{self.items_field}: {problem}",
                                           errors=[{"field": self.items_field, "problem": problem}])
         return job, rejection
-        self.request.rewards_failure_recorded = True
 
 
 def record_failure_anywhere(task_name: str, job_id: str | None, payload: Any, reason: str,
