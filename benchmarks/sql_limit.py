@@ -16,11 +16,12 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 import psycopg
-from sqlalchemy import event, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 
 from rewards import db
@@ -50,6 +51,14 @@ def _apply(conn, day: date) -> None:
 
 def captured_statements() -> list[str]:
     """The SQL one in-order check-in executes, each statement with its literal values."""
+    return capture(_apply)
+
+
+def capture(apply: Callable[[Connection, date], None]) -> list[str]:
+    """The SQL `apply(conn, SENTINEL_DAY)` executes after `apply(conn, the day before)`, with literal values.
+
+    Everything is rolled back: the capture writes nothing.
+    """
     captured: list[tuple[str, object]] = []
 
     def record(_conn, _cursor, statement, parameters, _context, executemany):
@@ -58,9 +67,9 @@ def captured_statements() -> list[str]:
 
     with db.get_engine().connect() as conn:
         with conn.begin() as transaction:
-            _apply(conn, SENTINEL_DAY - timedelta(days=1))  # the partner and its yesterday
+            apply(conn, SENTINEL_DAY - timedelta(days=1))  # the partners and their yesterday
             event.listen(conn, "before_cursor_execute", record)
-            _apply(conn, SENTINEL_DAY)
+            apply(conn, SENTINEL_DAY)
             event.remove(conn, "before_cursor_execute", record)
             binder = psycopg.ClientCursor(conn.connection.driver_connection)
             rendered = [binder.mogrify(statement, params) for statement, params in captured]
@@ -78,14 +87,14 @@ def script(statements: list[str]) -> str:
         "BEGIN;",
     ]
     for statement in statements:
-        statement = _vary(statement, str(SENTINEL_PARTNER_ID), ":pid")
-        statement = _vary(statement, day, ":year" + day[4:])
+        statement = vary(statement, str(SENTINEL_PARTNER_ID), ":pid")
+        statement = vary(statement, day, ":year" + day[4:])
         lines.append(re.sub(r"\s+", " ", statement).strip() + ";")
     lines.append("COMMIT;")
     return "\n".join(lines) + "\n"
 
 
-def _vary(statement: str, literal: str, variable: str) -> str:
+def vary(statement: str, literal: str, variable: str) -> str:
     """`literal` replaced by pgbench's `variable`.
 
     pgbench skips a `::` (a cast), so after a colon, which only happens
@@ -135,16 +144,16 @@ def _create_partners(clients: int, per_client: int) -> None:
         """), {"stride": PARTNER_STRIDE, "clients": clients, "partners": partners_per_client})
 
 
-def _check_written(expected: int) -> None:
-    """Each pgbench transaction must have written its own check-in: a replay that wrote nothing is no limit."""
+def check_written(expected: int) -> None:
+    """pgbench must have written every check-in its transactions stand for: a replay that wrote nothing is no limit."""
     with db.get_engine().connect() as conn:
         written = conn.execute(text("SELECT COUNT(*) FROM checkin")).scalar_one()
     if written != expected:
-        raise RuntimeError(f"pgbench wrote {written} check-ins for {expected} transactions: "
-                           f"the captured script no longer replays a check-in")
+        raise RuntimeError(f"pgbench wrote {written} check-ins of {expected}: the captured script no longer "
+                           f"replays what the engine writes")
 
 
-def _pgbench(script_path: str, clients: int, per_client: int) -> tuple[float, str]:
+def run_pgbench(script_path: str, clients: int, per_client: int) -> tuple[float, str]:
     url = make_url(settings_module.get().database_url)
     argv = [pgbench_path(), "-n", "-h", url.host or "127.0.0.1", "-p", str(url.port or 5432),
             "-U", url.username or "postgres", "-c", str(clients), "-j", str(min(clients, 2)),
@@ -164,8 +173,8 @@ def run(transactions: int, reset) -> SqlLimit:
         reset()
         per_client = max(1, transactions // clients)
         _create_partners(clients, per_client)
-        tps, shown = _pgbench(file.name, clients, per_client)
-        _check_written(clients * per_client)
+        tps, shown = run_pgbench(file.name, clients, per_client)
+        check_written(clients * per_client)
         if best is None or tps > best.per_s:
             best = SqlLimit(clients, clients * per_client, tps, shown, len(statements))
     reset()

@@ -15,10 +15,17 @@ import tempfile
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-import psycopg
-from sqlalchemy import event, text
+from sqlalchemy import text
 
-from benchmarks.sql_limit import DAYS_PER_PARTNER, PARTNER_STRIDE, SENTINEL_DAY, _pgbench, _vary
+from benchmarks.sql_limit import (
+    DAYS_PER_PARTNER,
+    PARTNER_STRIDE,
+    SENTINEL_DAY,
+    run_pgbench,
+    vary,
+    capture,
+    check_written,
+)
 from rewards import db
 from rewards import settings as settings_module
 from rewards.contract.payloads import CheckinBatchJob
@@ -41,26 +48,6 @@ def _apply(conn, day: date) -> None:
         raise RuntimeError(f"the captured batch applied {outcome.details.applied} of {BATCH} check-ins")
 
 
-def captured_statements() -> list[str]:
-    """The SQL one in-order batch executes, each statement with its literal values."""
-    captured: list[tuple[str, object]] = []
-
-    def record(_conn, _cursor, statement, parameters, _context, executemany):
-        for params in (parameters if executemany else [parameters]):
-            captured.append((statement, params))
-
-    with db.get_engine().connect() as conn:
-        with conn.begin() as transaction:
-            _apply(conn, SENTINEL_DAY - timedelta(days=1))  # the partners and their yesterday
-            event.listen(conn, "before_cursor_execute", record)
-            _apply(conn, SENTINEL_DAY)
-            event.remove(conn, "before_cursor_execute", record)
-            binder = psycopg.ClientCursor(conn.connection.driver_connection)
-            rendered = [binder.mogrify(statement, params) for statement, params in captured]
-            transaction.rollback()
-    return rendered
-
-
 def script(statements: list[str]) -> str:
     """A pgbench script: this transaction's day and its client's partners, then the batch's statements."""
     day = SENTINEL_DAY.isoformat()
@@ -69,9 +56,9 @@ def script(statements: list[str]) -> str:
     lines += [rf"\set p{offset} :base + {offset + 1}" for offset in range(BATCH)]
     lines.append("BEGIN;")
     for statement in statements:
-        statement = _vary(statement, day, ":year" + day[4:])
+        statement = vary(statement, day, ":year" + day[4:])
         for offset in range(BATCH):
-            statement = _vary(statement, str(FIRST_PARTNER_ID + offset), f":p{offset}")
+            statement = vary(statement, str(FIRST_PARTNER_ID + offset), f":p{offset}")
         lines.append(" ".join(statement.split()) + ";")
     lines.append("COMMIT;")
     return "\n".join(lines) + "\n"
@@ -95,17 +82,9 @@ def _create_partners(clients: int) -> None:
         """), {"stride": PARTNER_STRIDE, "clients": clients, "batch": BATCH})
 
 
-def _check_written(expected: int) -> None:
-    with db.get_engine().connect() as conn:
-        written = conn.execute(text("SELECT COUNT(*) FROM checkin")).scalar_one()
-    if written != expected:
-        raise RuntimeError(f"pgbench wrote {written} check-ins for {expected}: "
-                           f"the captured script no longer replays a batch")
-
-
 def run(checkins: int, reset) -> SqlSetLimit:
     """The best check-in rate over CLIENT_COUNTS, each on an emptied database."""
-    statements = captured_statements()
+    statements = capture(_apply)
     with tempfile.NamedTemporaryFile("w", suffix=".sql", prefix="checkin-batch-", delete=False) as file:
         file.write(script(statements))
     best: SqlSetLimit | None = None
@@ -113,8 +92,8 @@ def run(checkins: int, reset) -> SqlSetLimit:
         reset()
         per_client = min(DAYS_PER_PARTNER, max(1, checkins // (clients * BATCH)))
         _create_partners(clients)
-        tps, shown = _pgbench(file.name, clients, per_client)
-        _check_written(clients * per_client * BATCH)
+        tps, shown = run_pgbench(file.name, clients, per_client)
+        check_written(clients * per_client * BATCH)
         if best is None or tps * BATCH > best.per_s:
             best = SqlSetLimit(clients, clients * per_client * BATCH, tps * BATCH, shown, len(statements))
     reset()

@@ -170,7 +170,8 @@ class _Batch:
     error: BaseException | None = None
 
 
-# (kind, items, ignore_result) -> the message id; `kind` is the batch job's name.
+# (kind, items, ignore_result) -> (the message id, whether it carried one job as the plain job);
+# `kind` is the batch job's name.
 Publish = Callable[[str, list[dict], bool], tuple[str, bool]]
 
 
