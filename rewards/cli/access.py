@@ -88,7 +88,7 @@ def cmd_rabbitmq(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(commands) -> None:
+def add_commands(commands) -> None:
     """`rewards access <broker>`: one sub-command per broker."""
     access = commands.add_parser("access", help="broker users of each role (upstream, operator, beat, worker)")
     brokers = access.add_subparsers(dest="access_command", required=True, metavar="BROKER")

@@ -23,6 +23,7 @@ Unless every figure agrees, the working folder is kept and its path printed.
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import shutil
@@ -44,10 +45,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, text
 
 from chaos.model import Model, Partner, load_catalog
-from rewards import catalog, contract, db, queries
+from rewards import analytics, catalog, contract, db, queries
 from rewards import settings as settings_module
 from rewards.cli import tables
+from rewards.cli.common import CliError
 from rewards.cli.progress import DemoStalled, Progress, WorkerWatch
+from rewards.cli.views import write_html
 from rewards.client import RewardsClient
 from rewards.models import metadata
 
@@ -245,9 +248,6 @@ class Demo:
 
     def write_report(self, conn, path: Path) -> Path:
         """The analytics report of the simulated month, as the HTML page `rewards report --html` writes."""
-        from rewards import analytics
-        from rewards.cli.views import write_html
-
         at = datetime.combine(self.last_day, clock_time(23, 59), timezone.utc)
         found = analytics.report(conn, self.first_day, self.last_day, catalog=catalog.load(), now=at)
         return write_html(found, path)
@@ -369,6 +369,30 @@ def prepare_schema(engine: Engine, database_url: str) -> None:
         metadata.create_all(engine)  # the embedded default has no migrations to run
         return
     db.upgrade("head", database_url)
+
+
+def add_commands(commands) -> None:
+    """`rewards demo`."""
+    demo = commands.add_parser("demo", help="simulate a month through a real worker and check every figure")
+    demo.add_argument("--partners", type=int, default=200, help="how many partners (default 200)")
+    demo.add_argument("--days", type=int, default=30, help="how many days (default 30)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed; the same seed replays the same month")
+    demo.add_argument("--database-url", help="use this database instead of a temporary SQLite file")
+    demo.add_argument("--broker-url", help="use this broker instead of a temporary filesystem:// one")
+    demo.add_argument("--report", default="rewards-demo-report.html",
+                      help="where to write the month's HTML analytics report (default rewards-demo-report.html)")
+    demo.add_argument("--stall-s", type=float, default=60.0,
+                      help="give up when no job finishes for this long (default 60)")
+    demo.set_defaults(handler=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.partners < 2 or args.days < 1:
+        raise CliError("the demo needs --partners of at least 2 and --days of at least 1")
+    if args.stall_s <= 0:
+        raise CliError("--stall-s must be a positive number of seconds")
+    return run_demo(args.partners, args.days, args.seed, args.database_url, args.broker_url, Path(args.report),
+                    args.stall_s)
 
 
 def run_demo(partners: int, days: int, seed: int, database_url: str | None, broker_url: str | None,

@@ -1,5 +1,8 @@
-"""The read-side commands of `rewards`: leaderboards, the streak calendar, the check-in preview, the report.
+"""The read-side commands of `rewards`: a partner's numbers, leaderboards, the streak calendar, the report.
 
+    rewards profile 42                       balance, streaks, referrals, plan, badges
+    rewards tasks 42                         every task: status, progress, XP a claim pays now
+    rewards history 42 [--limit 20]          ledger rows, newest first
     rewards leaderboard [xp|weekly|streak] [--limit 10] [--around ID]
     rewards leaderboard rebuild              rebuild the Redis boards from PostgreSQL
     rewards leaderboard reconcile            report drift between Redis and PostgreSQL (exit 1 on drift)
@@ -16,23 +19,17 @@ import calendar
 from datetime import date
 from pathlib import Path
 
-from rewards import analytics, leaderboards, queries
+from rewards import analytics, db, leaderboards, queries, report_html
 from rewards import settings as settings_module
+from rewards.cli.common import CliError, cell, print_result, print_table, reading, row_limit
 from rewards.cli.tables import render
 from rewards.models import utcnow
+from schedules import update_leaderboards
 
 BOARD_ACTIONS = ("rebuild", "reconcile")
 SCORE_HEADERS = {leaderboards.XP: "XP", leaderboards.WEEKLY: "XP THIS WEEK", leaderboards.STREAK: "STREAK"}
 CALENDAR_MARKS = {queries.BONUS: "★", queries.CHECKED_IN: "✓", queries.FROZEN: "❄", queries.MISSED: "·",
                   queries.UPCOMING: " "}
-
-
-def _cli():
-    from rewards.cli import (
-        main,  # the shared helpers; imported late, as main imports this module
-    )
-
-    return main
 
 
 # -- leaderboards ------------------------------------------------------------------
@@ -43,7 +40,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     store = leaderboards.store_from_settings()
     board = leaderboards.board(args.kind, utcnow())
     try:
-        with _cli()._reading() as conn:
+        with reading() as conn:
             if args.around is not None:
                 view = leaderboards.around(conn, board, args.around, args.radius, store=store)
             else:
@@ -72,20 +69,17 @@ def _print_board(view: leaderboards.BoardView, around: int | None) -> None:
 
 
 def _board_action(action: str) -> int:
-    from rewards import db
-    from schedules import update_leaderboards
-
     store = leaderboards.store_from_settings(timeout_s=30)
     if store is None:
-        raise _cli().CliError("REWARDS_REDIS_URL is not set: without Redis the boards are read from SQL "
-                              "and there is nothing to rebuild or reconcile")
+        raise CliError("REWARDS_REDIS_URL is not set: without Redis the boards are read from SQL "
+                       "and there is nothing to rebuild or reconcile")
     current = settings_module.get()
     lag_s = update_leaderboards.lag_s(current)
     try:
         if action == "rebuild":
             summary = update_leaderboards.rebuild(db.get_engine(), store, utcnow(), lag_s=lag_s)
             if summary.skipped:
-                raise _cli().CliError(f"a leaderboard update holds the lock ({summary.skipped}); try again")
+                raise CliError(f"a leaderboard update holds the lock ({summary.skipped}); try again")
             print(render(["BOARD", "PARTNERS"], sorted(summary.details["boards"].items()),
                          title=f"rebuilt in {summary.took_ms:,.0f} ms"))
             return 0
@@ -111,13 +105,53 @@ def _print_drift(drifts: list) -> int:
 
 # -- a partner's views -------------------------------------------------------------
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    with reading() as conn:
+        found = queries.profile(conn, args.partner_id)
+    print_result({
+        "partner": found.partner_id, "xp": found.xp, "streak": found.checkin_streak,
+        "longest streak": found.longest_streak, "check-ins": found.total_checkins,
+        "referrals": found.referral_count, "last check-in": cell(found.last_checkin_day) or "-",
+        "pro": "yes" if found.pro else "no", "pro until": cell(found.pro_until) or "-",
+        "time zone": found.timezone,
+        "badges": ", ".join(f"{badge.badge} ({badge.streak_days} days)" for badge in found.badges) or "-",
+    })
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    with reading() as conn:
+        views = queries.tasks(conn, args.partner_id)
+    print_table(["TASK", "TYPE", "STATUS", "PROGRESS", "XP", "TITLE"], [
+        [view.task_id, view.type, view.status + (" (claimable)" if view.claimable else ""),
+         str(view.progress) if view.progress.required else None,
+         None if view.status == "COMPLETED" else view.xp_on_claim, view.title]
+        for view in views
+    ])
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    with reading() as conn:
+        entries = queries.history(conn, args.partner_id, args.limit)
+    if not entries:
+        print(f"partner {args.partner_id} has no ledger entries yet")
+        return 0
+    print_table(["ID", "WHEN (UTC)", "TYPE", "XP", "BALANCE", "DESCRIPTION"], [
+        [entry.entry_id, entry.occurred_at, entry.entry_type, entry.amount, entry.balance_after,
+         entry.description]
+        for entry in entries
+    ])
+    return 0
+
+
 def cmd_calendar(args: argparse.Namespace) -> int:
     month = args.month or utcnow().strftime("%Y-%m")
     try:
-        with _cli()._reading() as conn:
+        with reading() as conn:
             days = queries.streak_calendar(conn, args.partner_id, month)
     except ValueError as error:
-        raise _cli().CliError(str(error)) from None
+        raise CliError(str(error)) from None
     print(calendar_grid(args.partner_id, days))
     return 0
 
@@ -142,7 +176,7 @@ def calendar_grid(partner_id: int, days: list[queries.CalendarDay]) -> str:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    with _cli()._reading() as conn:
+    with reading() as conn:
         found = queries.checkin_preview(conn, args.partner_id)
     if found.already_checked_in:
         print(f"partner {found.partner_id} has checked in today ({found.day}, streak {found.streak_days}); "
@@ -162,8 +196,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         first_day, last_day = analytics.window(args.days, args.until)
     except ValueError as error:
-        raise _cli().CliError(str(error)) from None
-    with _cli()._reading() as conn:
+        raise CliError(str(error)) from None
+    with reading() as conn:
         found = analytics.report(conn, first_day, last_day)
     print(report_text(found))
     if args.html:
@@ -173,8 +207,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def write_html(found: analytics.Report, path: Path) -> Path:
-    from rewards import report_html
-
     path.write_text(report_html.render(found), encoding="utf-8")
     return path.resolve()
 
@@ -226,11 +258,12 @@ def _month(text: str) -> str:
     return text
 
 
-def add_commands(commands, limit_type) -> None:
+def add_commands(commands) -> None:
     """Add the read-side commands to the `rewards` parser."""
+    _add_partner_reads(commands)
     board = commands.add_parser("leaderboard", help="a leaderboard (xp, weekly, streak), or rebuild / reconcile")
     board.add_argument("kind", nargs="?", choices=(*leaderboards.KINDS, *BOARD_ACTIONS), default="xp")
-    board.add_argument("--limit", type=limit_type, default=10, help="rows to show (default 10)")
+    board.add_argument("--limit", type=row_limit, default=10, help="rows to show (default 10)")
     board.add_argument("--around", type=int, metavar="ID", help="show this partner's rank and neighbours")
     board.add_argument("--radius", type=int, default=5, choices=range(0, 51), metavar="N",
                        help="neighbours either side with --around (default 5)")
@@ -251,3 +284,14 @@ def add_commands(commands, limit_type) -> None:
                         help="the window's last day (default today, UTC)")
     report.add_argument("--html", metavar="FILE", help="also write the report with charts to this HTML file")
     report.set_defaults(handler=cmd_report)
+
+
+def _add_partner_reads(commands) -> None:
+    for name, handler, text in (("profile", cmd_profile, "a partner's balance, streaks and plan"),
+                                ("tasks", cmd_tasks, "every task with status, progress and XP a claim pays now"),
+                                ("history", cmd_history, "a partner's ledger rows, newest first")):
+        reader = commands.add_parser(name, help=text)
+        reader.add_argument("partner_id", type=int)
+        if name == "history":
+            reader.add_argument("--limit", type=row_limit, default=20, help="rows to show (default 20)")
+        reader.set_defaults(handler=handler)

@@ -5,7 +5,7 @@ from datetime import date
 
 import pytest
 
-from rewards.cli.main import checkin_batch_item
+from rewards.cli.enqueue import checkin_batch_item
 from rewards.contract.results import BatchResult, CheckinResult, Outcome
 
 PAID = CheckinResult(partner_id=1, day=date(2026, 3, 2), streak=1, frozen_days=0, base_xp=10, bonus_xp=0,
