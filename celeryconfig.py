@@ -50,7 +50,8 @@ worker_consumer = "workers.consumer:Consumer"
 
 # Results are read once by the producer, within seconds; an hour is ample,
 # and bounds what Redis holds: at 10 million jobs a day, about 420,000
-# results, ~0.3 GiB (README, "Result storage"; python -m benchmarks.result_size).
+# results, ~0.3 GiB (docs/speed-and-scale.md, "Result storage";
+# python -m benchmarks.result_size).
 # A result read later than that is in PostgreSQL by key (RewardsClient.outcome).
 result_expires = 3600
 # A result also names its task, arguments, queue and the worker that ran it
@@ -92,7 +93,7 @@ broker_connection_retry_on_startup = True
 # succeeded...), which is what Flower builds its task list from. Senders
 # (beat, retries, rewards.client) report no "sent" event: that would need
 # every producer to write to, and declare, the event exchange, which
-# least-privilege producers may not (README, "Security").
+# least-privilege producers may not (docs/security.md, "RabbitMQ users").
 worker_send_task_events = True
 task_send_sent_event = False
 

@@ -2,7 +2,7 @@
 
 It sends by task name (`send_task`), so an upstream app needs this module and
 a broker URL, never the worker code. Producers in other languages send the
-same names with JSON keyword arguments (see README, "Job contract").
+same names with JSON keyword arguments (see docs/contract.md, "Job contract").
 
     client = RewardsClient("redis://broker:6379/0", "redis://broker:6379/1")
     result = client.checkin(42)                 # occurred_at defaults to now
@@ -60,7 +60,7 @@ def _refuse_overridden(variable: str, given: str | None) -> None:
 
 
 class NotPermitted(PermissionError):
-    """The broker refused the job: this client's broker user may not send it (README, "Security")."""
+    """The broker refused the job: this client's broker user may not send it (docs/security.md)."""
 
     def __init__(self, task_name: str, user: str | None, error: Exception):
         queue = contract.queue_for(task_name)
@@ -127,7 +127,7 @@ class RewardsClient:
             result_serializer="json",
             result_accept_content=["json"],
             # No "sent" events and no declarations: a producer writes to its
-            # queues' exchanges and nothing else (README, "Security").
+            # queues' exchanges and nothing else (docs/security.md, "RabbitMQ users").
             task_send_sent_event=False,
             task_queues=[contract.producer_queue(name) for name in contract.QUEUES],
             task_routes=(contract.router(broker_url),),

@@ -291,7 +291,7 @@ def record_unknown_job(sender=None, message=None, name=None, **details):
     Runs in the worker's main process, so it keeps a dead letter (moved to
     job_failure by the outbox relay), as record_job_failure does.
     """
-    error = LookupError(f"no job is named {name!r}; the job names are listed in README, 'Job contract'")
+    error = LookupError(f"no job is named {name!r}; the job names are listed in docs/contract.md, 'Job contract'")
     record_failure_anywhere(str(name), details.get("id"), _message_payload(message), "unknown_job", error,
                             in_database=False)
 

@@ -37,7 +37,7 @@ json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=
                            | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
 
 
-# What a valid value is, field by field, written from the README's contract
+# What a valid value is, field by field, written from the contract (docs/contract.md)
 # and not from the payload models: the fuzz must only send values the
 # contract refuses.
 def _positive_id(value: Any) -> bool:

@@ -25,8 +25,8 @@ Afterwards the lock is released and more check-ins are sent: they are
 applied only if the worker re-established its connection.
 
 On Redis a message BRPOP took off the queue and the worker had not yet
-recorded as unacknowledged dies with the connection (README, "A job the
-Redis broker lost"): a check-in of the load that is neither applied nor
+recorded as unacknowledged dies with the connection (docs/reliability.md,
+"A job the Redis broker lost"): a check-in of the load that is neither applied nor
 held by the broker (queued or unacknowledged) for LOST_AFTER_S is sent
 again under its id, as the producer would. At most one per fault; on
 RabbitMQ none.

@@ -283,7 +283,7 @@ def test_flower_answers_401_to_a_request_without_the_right_credentials(stack, cr
 def test_flower_serves_metrics_and_healthcheck_without_authentication(stack, checkins):
     # A fact of Flower 2.2 the deployment has to live with: this is why
     # docker-compose.yml publishes Flower on 127.0.0.1 only. If this test
-    # starts failing, Flower protects them now: update the README and compose.
+    # starts failing, Flower protects them now: update docs/monitoring.md and compose.
     health_status, health_body = http_get(stack.flower_url + "/healthcheck")
     metrics_status, metrics_body = http_get(stack.flower_url + "/metrics")
     assert (health_status, health_body) == (200, b"OK")

@@ -11,8 +11,8 @@ connections were encrypted. A client trusting another CA, or none, is
 refused. Flower reads its password from a file as well.
 
 RabbitMQ over TLS (amqps://) is not started here: the suite shares the
-machine's one RabbitMQ node, and a second node is too heavy for it; the
-README lists the settings.
+machine's one RabbitMQ node, and a second node is too heavy for it;
+docs/security.md ("Secrets and TLS") lists the settings.
 """
 
 from __future__ import annotations

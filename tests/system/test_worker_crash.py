@@ -149,7 +149,7 @@ def unanswered(job_ids: list[str], client) -> list[str]:
 
 
 def resend_lost(broker, jobs, job_ids, held: set[str], client, worker_env) -> list[str]:
-    """The producer's recovery (README, "A job the Redis broker lost"): a job with no result while
+    """The producer's recovery (docs/reliability.md, "A job the Redis broker lost"): a job with no result while
     the broker holds nothing is sent again under its id; returns the ids sent again."""
     lost = unanswered(job_ids, client)
     assert not held & set(lost), f"jobs the killed worker held were never run: {sorted(held & set(lost))}"
