@@ -62,7 +62,7 @@ install: $(STAMP) ## Create .venv and install the project with its test extra
 demo: $(STAMP) ## Simulate a month through a real worker (no servers needed) and print the figures
 	$(BIN)/rewards demo
 
-services: ## Install (apt-get) and start PostgreSQL, Redis and RabbitMQ if needed; create the test database and vhost
+services: ## Install (apt-get) and start PostgreSQL, Redis and RabbitMQ if needed (and etcd, Prometheus); create the test database and vhost
 	@REWARDS_TEST_DB=$(TEST_DB) REWARDS_TEST_VHOST=$(TEST_VHOST) REDIS_PORT=$(TEST_REDIS_PORT) bash .ci/services.sh
 
 browser: ## Install (apt-get) headless Chromium, which the Flower dashboard test drives
@@ -154,7 +154,7 @@ soak-scale: $(STAMP) ## A simulated day at 1,000,000 partners (SCALE_PARTNERS): 
 	@if [ -z "$(SCALE_MIGRATE_FROM)" ]; then REWARDS_DATABASE_URL=$(SCALE_ADMIN_URL) $(BIN)/rewards db upgrade; fi
 	$(SCALE_ENV) $(BIN)/python -m benchmarks.scale_soak
 
-up: ## Run the production shape with docker compose (postgres, redis, migrate, worker, maintenance, beat, flower)
+up: ## Run the production shape with docker compose (postgres, rabbitmq, redis, migrate, workers, beat, flower, prometheus)
 	@test -f .env || { echo "make up: there is no .env here; create it from the example and set its passwords: cp .env.example .env" >&2; exit 2; }
 	docker compose --env-file .env up --build
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL, Redis and RabbitMQ are installed and answering on
-# 127.0.0.1, install etcd for the failover runs, then create the
+# 127.0.0.1, install etcd for the failover runs and Prometheus for the
+# metrics tests, then create the
 # test database and the test RabbitMQ vhost. Used by `make test` and CI; safe to re-run.
 # On a fresh Debian machine (as root) it installs what is missing with apt-get.
 set -euo pipefail
@@ -125,6 +126,12 @@ ensure_test_vhost() {
   as_root rabbitmqctl -q set_permissions -p "$TEST_VHOST" guest '.*' '.*' '.*'
 }
 
+ensure_prometheus() {
+  # The metrics test runs Debian's Prometheus against a worker and beat, and
+  # promtool checks and unit-tests the alert rules. Nothing starts it here.
+  command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || apt_install prometheus
+}
+
 ensure_etcd() {
   # The failover runs (chaos/ha.py) start etcd members of their own, beside
   # Patroni from the Makefile's venv.
@@ -164,5 +171,6 @@ ensure_trust_auth "${TEST_ROLES[@]}"
 ensure_redis
 ensure_rabbitmq
 ensure_etcd
+ensure_prometheus
 ensure_test_database
 ensure_test_vhost

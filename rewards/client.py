@@ -18,6 +18,7 @@ same names with JSON keyword arguments (see docs/contract.md, "Job contract").
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -169,6 +170,7 @@ class RewardsClient:
         sender = {"user_id": self.user_id} if self.user_id else {}
         try:
             return self.app.send_task(task_name, kwargs=kwargs, ignore_result=ignore_result, task_id=job_id,
+                                      headers={contract.SENT_AT_HEADER: time.time()},
                                       **contract.destination(task_name, through_exchange=self.through_exchange),
                                       **sender)
         except Exception as error:

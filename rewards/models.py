@@ -61,10 +61,12 @@ from sqlalchemy import (
     DDL,
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -75,6 +77,7 @@ from sqlalchemy import (
     TypeDecorator,
     Uuid,
     event,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -471,6 +474,26 @@ maintenance_checkpoint = Table(
     # Job-specific position, e.g. the last xp_ledger.id the reconciler covered.
     Column("position", BigInteger, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Each maintenance job's last run, for monitoring (rewards.metrics.state,
+# `rewards status`): when it last ran, whether it skipped, and what the last
+# run that did its work found. One row per job, written as a run ends.
+maintenance_run = Table(
+    "maintenance_run",
+    metadata,
+    Column("job", String(100), primary_key=True),
+    Column("last_run_at", UtcDateTime, nullable=False),
+    # Why the last run did nothing (another run held the job's lock), or NULL.
+    Column("skipped", String(200)),
+    Column("done_at", UtcDateTime),
+    Column("examined", BigInteger, nullable=False, server_default=text("0")),
+    Column("changed", BigInteger, nullable=False, server_default=text("0")),
+    # The last run that did its work stopped at its batch limit with work left.
+    Column("more", Boolean, nullable=False, server_default=false()),
+    Column("took_ms", Float, nullable=False, server_default=text("0")),
+    # Its job-specific counts, e.g. reconcile's mismatches.
+    Column("details", Payload, nullable=False, server_default=text("'{}'")),
 )
 
 

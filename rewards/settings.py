@@ -130,6 +130,12 @@ class Settings:
     # RewardsClient coalesces partner-facing jobs into batch messages when set
     # (rewards.coalescing): the first job of a batch waits this long for others.
     client_linger_ms: int | None = None
+    # Workers and beat serve Prometheus metrics on this port when set
+    # (rewards.metrics.serve), on this address, behind HTTP basic auth when
+    # REWARDS_METRICS_BASIC_AUTH (user:password) is set.
+    metrics_port: int | None = None
+    metrics_address: str = "127.0.0.1"
+    metrics_basic_auth: str | None = None
 
 
 @dataclass(frozen=True)
@@ -317,6 +323,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         redis_sentinel_master=_text(env, "REWARDS_REDIS_SENTINEL_MASTER", "rewards"),
         batch_max=_int(env, "REWARDS_BATCH_MAX", 500, minimum=1, maximum=MAX_BATCH_ITEMS),
         client_linger_ms=_optional_int(env, "REWARDS_CLIENT_LINGER_MS", minimum=0, maximum=1_000),
+        metrics_port=_optional_int(env, "REWARDS_METRICS_PORT", minimum=1, maximum=65_535),
+        metrics_address=env.get("REWARDS_METRICS_ADDRESS", "").strip() or "127.0.0.1",
+        metrics_basic_auth=env.get("REWARDS_METRICS_BASIC_AUTH", "").strip() or None,
     )
     _check_consistent(settings)
     if settings.broker_url.startswith("filesystem://") and not settings.broker_folder:
@@ -341,6 +350,23 @@ def _check_consistent(settings: Settings) -> None:
         raise ConfigError(f"REWARDS_CONNECT_TIMEOUT_S ({settings.connect_timeout_s}) must stay below "
                           f"REWARDS_TASK_TIME_LIMIT_S ({settings.task_time_limit_s})")
     _check_maintenance(settings.maintenance, settings.task_time_limit_s)
+    _check_metrics(settings)
+
+
+LOOPBACK_ADDRESSES = ("127.0.0.1", "::1", "localhost")
+
+
+def _check_metrics(settings: Settings) -> None:
+    # The metrics name jobs, queues and XP totals, not partners; still, as
+    # with Flower, what serves beyond this machine must ask who is asking.
+    auth = settings.metrics_basic_auth
+    if auth is not None and not all(auth.partition(":")[::2]):
+        raise ConfigError("REWARDS_METRICS_BASIC_AUTH must be user:password, both non-empty")
+    if settings.metrics_address not in LOOPBACK_ADDRESSES and auth is None:
+        raise ConfigError(
+            f"REWARDS_METRICS_ADDRESS={settings.metrics_address} serves metrics beyond this machine: "
+            "set REWARDS_METRICS_BASIC_AUTH=user:password (Prometheus scrapes with basic_auth), "
+            "or leave the address at 127.0.0.1")
 
 
 def _check_maintenance(maintenance: MaintenanceSettings, task_time_limit_s: int) -> None:

@@ -19,9 +19,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, select
 
-from rewards import db
+from rewards import db, metrics
 from rewards.logs import log_event
-from rewards.models import maintenance_checkpoint
+from rewards.models import maintenance_checkpoint, maintenance_run, utcnow
 
 logger = logging.getLogger("rewards.maintenance")
 
@@ -65,6 +65,9 @@ def run_exclusively(engine: Engine, job: str, now: datetime,
         else:
             summary.skipped = LOCK_HELD
     summary.took_ms = round((time.perf_counter() - started) * 1000, 2)
+    metrics.count_maintenance(job, skipped=summary.skipped is not None, examined=summary.examined,
+                              changed=summary.changed)
+    record_run(engine, summary)
     log_event(logger, logging.INFO, "maintenance.skipped" if summary.skipped else "maintenance.done",
               job=job, now=now.isoformat(), examined=summary.examined, changed=summary.changed,
               batches=summary.batches, more=summary.more or None, took_ms=summary.took_ms,
@@ -87,3 +90,26 @@ def save_checkpoint(conn: Connection, job: str, position: int, now: datetime) ->
     statement = db.insert_on_conflict(maintenance_checkpoint).values(job=job, position=position, updated_at=now)
     conn.execute(statement.on_conflict_do_update(
         index_elements=["job"], set_={"position": statement.excluded.position, "updated_at": now}))
+
+
+def _counts(details: dict[str, Any]) -> dict[str, int]:
+    """The details worth a time series: the job-specific counts (reconcile's mismatches, …)."""
+    return {name: value for name, value in details.items()
+            if isinstance(value, int) and not isinstance(value, bool)}
+
+
+def record_run(engine: Engine, summary: Summary) -> None:
+    """Keep the run in maintenance_run; a database that cannot take it costs the record, not the run."""
+    row = {"job": summary.job, "last_run_at": utcnow(), "skipped": summary.skipped}
+    done = {"done_at": row["last_run_at"], "examined": summary.examined, "changed": summary.changed,
+            "more": summary.more, "took_ms": summary.took_ms, "details": _counts(summary.details)}
+    if summary.skipped is None:
+        row |= done
+    statement = db.insert_on_conflict(maintenance_run).values(**row)
+    try:
+        with engine.begin() as conn:
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=["job"], set_={name: statement.excluded[name] for name in row if name != "job"}))
+    except Exception as error:  # noqa: BLE001 - the run's own work is done and committed
+        log_event(logger, logging.WARNING, "maintenance.run_unrecorded", job=summary.job,
+                  error=type(error).__name__)

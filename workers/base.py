@@ -35,7 +35,7 @@ from typing import Any
 from celery import Task, signals
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded, TimeLimitExceeded
 
-from rewards import contract, db, deadletters
+from rewards import contract, db, deadletters, metrics
 from rewards import settings as settings_module
 from rewards.contract.payloads import Job, validate_job
 from rewards.contract.results import INVALID_PAYLOAD, NOT_PERMITTED, REJECTED, Outcome
@@ -148,10 +148,12 @@ class LedgerTask(Task):
         # From here on the effect is committed: a failure to store the result
         # must not be reported as the job's (see record_job_failure).
         self.request.rewards_committed = True
+        took_s = time.perf_counter() - started
+        metrics.count_job(self.name, outcome, took_s, sent_at_s=getattr(self.request, contract.SENT_AT_HEADER, None),
+                          now_s=time.time(), item_jobs=self._item_jobs(kwargs))
         log_event(logger, logging.INFO, f"job.{outcome.status}", task=self.name,
                   job_id=self.request.id, key=outcome.key, reason=outcome.reason,
-                  xp_granted=outcome.xp_granted,
-                  took_ms=round((time.perf_counter() - started) * 1000, 2))
+                  xp_granted=outcome.xp_granted, took_ms=round(took_s * 1000, 2))
         return outcome.as_result()
 
     def _apply(self, args: tuple, kwargs: dict[str, Any], now: datetime) -> Outcome:
@@ -159,7 +161,7 @@ class LedgerTask(Task):
         if rejection is not None:
             record_refusal(self, args, kwargs, rejection, now)
             return rejection
-        with db.transaction() as conn:
+        with metrics.xp_tally() as xp_written, db.transaction() as conn:
             outcome = self.run(conn, job, now=now)
             if outcome.status == REJECTED:
                 # sanitise: a batch's items are not validated with its envelope,
@@ -168,7 +170,12 @@ class LedgerTask(Task):
                     "task": self.name, "reason": outcome.reason, "message": outcome.message,
                     "key": outcome.key, "payload": job.model_dump(mode="json"),
                 }), now)
+        metrics.count_xp(xp_written)
         return outcome
+
+    def _item_jobs(self, kwargs: dict[str, Any]) -> list[str | None]:
+        """The job name of each item, for a batch; nothing for a single job."""
+        return []
 
     def _validate(self, args: tuple, kwargs: dict[str, Any]) -> tuple[Job | None, Outcome | None]:
         return validate_job(self.payload_model, args, kwargs)
@@ -181,6 +188,7 @@ class LedgerTask(Task):
             self._record(kwargs, RETRIES_EXHAUSTED, error)
             return error
         countdown_s = backoff_s(self.request.retries, current.retry_backoff_s_max)
+        metrics.count_retry(self.name, error)
         log_event(logger, logging.WARNING, "job.retry", task=self.name, job_id=self.request.id,
                   attempt=self.request.retries + 1, countdown_s=round(countdown_s, 2),
                   error=type(error).__name__, partner_id=kwargs.get("partner_id"))
@@ -194,6 +202,7 @@ class LedgerTask(Task):
             # unacknowledged and is redelivered after the visibility timeout.
             log_event(logger, logging.WARNING, "job.requeued", task=self.name, job_id=self.request.id,
                       error=type(getattr(publish_error, "reason", publish_error)).__name__)
+            metrics.count_requeue(self.name)
             return Reject(publish_error, requeue=True)
 
     def _record(self, kwargs: dict[str, Any], reason: str, error: BaseException) -> None:
@@ -205,6 +214,8 @@ class BatchTask(LedgerTask):
     """A batch job: its envelope must also respect this deployment's REWARDS_BATCH_MAX."""
 
     items_field: str  # the payload's list of items
+    # The job each item is; None: the item names it in its "job" field.
+    item_job: str | None = None
 
     def _validate(self, args: tuple, kwargs: dict[str, Any]) -> tuple[Job | None, Outcome | None]:
         job, rejection = super()._validate(args, kwargs)
@@ -214,6 +225,12 @@ class BatchTask(LedgerTask):
             return None, Outcome.rejected(INVALID_PAYLOAD, f"{self.items_field}: {problem}",
                                           errors=[{"field": self.items_field, "problem": problem}])
         return job, rejection
+
+    def _item_jobs(self, kwargs: dict[str, Any]) -> list[str | None]:
+        items = kwargs.get(self.items_field)
+        if not isinstance(items, list):
+            return []
+        return [self.item_job or (item.get("job") if isinstance(item, dict) else None) for item in items]
 
 
 def record_failure_anywhere(task_name: str, job_id: str | None, payload: Any, reason: str,
@@ -233,6 +250,7 @@ def record_failure_anywhere(task_name: str, job_id: str | None, payload: Any, re
             with db.transaction() as conn:
                 record_failure(conn, task_name=task_name, job_id=job_id, payload=payload or {},
                                reason=reason, error=message, now=now)
+            metrics.count_failure(task_name, reason, "database")
             return
         except Exception as db_error:  # noqa: BLE001 - the database may be what failed
             log_event(logger, logging.WARNING, "job_failure.dead_letter", task=task_name, job_id=job_id,
@@ -243,8 +261,10 @@ def record_failure_anywhere(task_name: str, job_id: str | None, payload: Any, re
             raise RuntimeError("no REWARDS_DEAD_LETTER_URL and no redis:// broker to keep it in")
         deadletters.push(url, deadletters.DeadLetter.new(
             task_name=task_name, job_id=job_id, payload=payload or {}, reason=reason, error=message, now=now))
+        metrics.count_failure(task_name, reason, "dead_letter")
     except Exception:  # noqa: BLE001
         logger.exception("event=job_failure.unrecorded task=%s job_id=%s", task_name, job_id)
+        metrics.count_failure(task_name, reason, "log")
 
 
 @signals.task_failure.connect

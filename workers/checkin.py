@@ -20,7 +20,7 @@ def checkin(conn, job: CheckinJob, now: datetime) -> Outcome:
 
 
 @app.task(name=contract.CHECKIN_BATCH, base=BatchTask, payload_model=CheckinBatchJob, items_field="checkins",
-          bind=True)
+          item_job=contract.CHECKIN, bind=True)
 def checkin_batch(self, conn, job: CheckinBatchJob, now: datetime) -> Outcome:
     current = settings_module.get()
     return apply_checkin_batch(conn, job, current.policy, now=now,

@@ -14,6 +14,9 @@ nothing there), never `unacked*` or the binding tables. A result is read
 by SUBSCRIBE to `celery-task-meta-<id>` and GET/MGET of the key of that
 name; ids are random UUIDs and producers get neither SCAN, KEYS nor
 PSUBSCRIBE, so one client cannot list or watch the results of others.
+Beat also reads, for its metrics, the length of every queue list, the
+count of dead letters and the leaderboards' checkpoint (LLEN, HLEN, HGET
+on those keys alone).
 
 **Workers** consume every queue: BRPOP over each queue and its priority
 lists, the unacknowledged-message hash, index and lock (`unacked`,
@@ -48,7 +51,7 @@ from dataclasses import dataclass
 import redis
 from kombu.transport import redis as kombu_redis
 
-from rewards import contract
+from rewards import contract, deadletters, leaderboards
 
 ROLE_WORKER = "worker"
 ROLES = (*contract.SENDING_ROLES, ROLE_WORKER)
@@ -115,6 +118,16 @@ def producer_grants(role: str) -> tuple[Grant, ...]:
     )
 
 
+def monitor_grants() -> tuple[Grant, ...]:
+    """Beat's reading for its metrics (rewards.metrics.state): lengths and one checkpoint, read-only."""
+    queues = tuple(key for queue in contract.QUEUES for key in priority_lists(queue))
+    return (
+        Grant(("llen",), read_keys=queues),
+        Grant(("hlen",), read_keys=(deadletters.HASH_KEY,)),
+        Grant(("hget",), read_keys=(leaderboards.CHECKPOINT_KEY,)),
+    )
+
+
 def worker_grants(broker_db: int) -> tuple[Grant, ...]:
     """Consume, acknowledge and restore every queue; remote control, events, results, the engine's keys."""
     exchanges = (*contract.QUEUES, contract.EVENTS_QUEUE, REMOTE_CONTROL_EXCHANGE, REPLY_EXCHANGE, EVENT_EXCHANGE)
@@ -150,6 +163,8 @@ def grants(role: str, *, broker_db: int = 0) -> tuple[Grant, ...]:
     """A role's grants: the first is its root permissions, each other one an ACL selector."""
     if role == ROLE_WORKER:
         return worker_grants(broker_db)
+    if role == contract.ROLE_BEAT:
+        return (*producer_grants(role), *monitor_grants())
     if role in contract.QUEUES_BY_ROLE:
         return producer_grants(role)
     raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")

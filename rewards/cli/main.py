@@ -21,6 +21,7 @@
     rewards failures list                    jobs that failed (job_failure, and dead letters still in Redis)
     rewards failures retry 7 | --all         send failed jobs again; an applied one comes back `duplicate`
     rewards job checkin:42:2026-03-02        the outcome PostgreSQL holds for an idempotency key
+    rewards status                           queues, failed jobs, outbox, leaderboards, maintenance runs
     rewards access redis-acl [--apply URL]   the Redis users of each role: an ACL file, or set them
 
 Errors are one line naming the problem and what to do; exit codes: 0 done,
@@ -40,11 +41,11 @@ from sqlalchemy.exc import OperationalError
 
 from rewards import settings as settings_module
 from rewards.catalog import CatalogError
-from rewards.cli import access, demo, enqueue, operations, schema, views
+from rewards.cli import access, demo, enqueue, operations, schema, status, views
 from rewards.cli.common import CliError, NotFound
 
 # In the order `rewards --help` lists them.
-COMMAND_MODULES = (schema, demo, views, enqueue, operations, access)
+COMMAND_MODULES = (schema, demo, views, enqueue, operations, status, access)
 
 
 def build_parser() -> argparse.ArgumentParser:

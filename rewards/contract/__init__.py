@@ -52,6 +52,14 @@ MAINTENANCE_RELAY_OUTBOX = MAINTENANCE_PREFIX + "relay_outbox"
 MAINTENANCE_SWEEP_STALE_TASKS = MAINTENANCE_PREFIX + "sweep_stale_tasks"
 MAINTENANCE_UPDATE_LEADERBOARDS = MAINTENANCE_PREFIX + "update_leaderboards"
 MAINTENANCE_RETENTION = MAINTENANCE_PREFIX + "retention"
+MAINTENANCE_JOBS = (MAINTENANCE_EXPIRE_STREAKS, MAINTENANCE_RECONCILE, MAINTENANCE_STREAK_RISK,
+                    MAINTENANCE_RELAY_OUTBOX, MAINTENANCE_SWEEP_STALE_TASKS, MAINTENANCE_UPDATE_LEADERBOARDS,
+                    MAINTENANCE_RETENTION)
+
+# A message header: when rewards.client sent the job (Unix seconds). Workers
+# measure enqueue-to-commit latency from it (rewards_job_latency_seconds);
+# producers in other languages may set it too.
+SENT_AT_HEADER = "rewards_sent_at_s"
 
 # Where the outbox relay publishes events for upstream apps (queue sink).
 EVENTS_QUEUE = "rewards.events"

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
+from rewards import metrics
 from rewards.db import insert_ignoring_conflicts
 from rewards.models import audit_event, partner, xp_ledger
 
@@ -157,7 +158,12 @@ def credit_checkins(conn: Connection, credits: list[CheckinCredit], *, rule_vers
         entries.extend(_entry_rows(credit_, first_position=len(entries)))
     rows = conn.exec_driver_sql(_CREDIT_CHECKINS_SQL, {
         "days": json.dumps(days), "entries": json.dumps(entries), "rule_version": rule_version, "now": now})
-    return {(partner_id, day): xp_after for partner_id, day, xp_after in rows}
+    credited = {(partner_id, day): xp_after for partner_id, day, xp_after in rows}
+    for credit_ in credits:
+        if (credit_.partner_id, credit_.day) in credited:
+            for entry in credit_.entries:
+                metrics.tally_xp(entry.entry_type, entry.amount)
+    return credited
 
 
 def _day_row(credit_: CheckinCredit) -> dict[str, Any]:
@@ -218,8 +224,11 @@ def lock_partners(conn: Connection, partner_ids: list[int], now: datetime) -> di
 
 
 def lock_existing_partners(conn: Connection, partner_ids: list[int]) -> None:
-    """Lock the rows of those partners that exist, in id order; a partner seen for the first time is
-    created by its job, which is then the only one that can hold its row."""
+    """Lock the rows of those partners that exist, in id order.
+
+    A partner seen for the first time has no row to lock yet: the job creates
+    it, and a concurrent job inserting the same id waits on that insert.
+    """
     if partner_ids:
         conn.execute(_select_partners_for_update, {"partner_ids": sorted(set(partner_ids))}).all()
 
@@ -253,6 +262,7 @@ def write_ledger_rows(conn: Connection, partner_id: int, entries: list[Entry], *
     rows = []
     for entry in entries:
         balance += entry.amount
+        metrics.tally_xp(entry.entry_type, entry.amount)
         rows.append({
             "partner_id": partner_id,
             "entry_type": entry.entry_type,

@@ -1,6 +1,11 @@
 """The `rewards` command against the test database and the real worker."""
 
+import re
+
+from sqlalchemy import text
+
 from rewards.cli.main import main
+from tests.support.database import admin_transaction
 from tests.support.jobs import START, adjust, checkin, claim, refer_friends, start
 
 
@@ -59,3 +64,21 @@ def test_enqueue_sends_each_job_and_exits_by_its_status(client, capsys):
     assert main(["profile", "803"]) == 0
     out = capsys.readouterr().out
     assert "xp              350" in out and "referrals       1" in out
+
+
+def test_status_reads_queues_failures_and_maintenance_runs_and_names_what_needs_an_operator(client, capsys):
+    checkin(client, 9701, day=0)
+    with admin_transaction() as conn:
+        conn.execute(text("UPDATE partner SET xp = xp + 1 WHERE id = 9701"))
+    assert main(["reconcile", "--full"]) == 1  # the hand edit; a run from the terminal is recorded too
+    capsys.readouterr()
+    assert main(["status"]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"queue checkins\s+0 waiting", out)
+    assert re.search(r"failed jobs \(job_failure\)\s+0", out)
+    assert re.search(r"reconcile\s+1 d\s+\d+ s ago\s+\d+ s ago\s+1\s+0\s+ok", out), out
+    assert re.search(r"expire_streaks\s+1 h\s+never\s+never\s+0\s+0\s+never done", out), out
+    assert "attention: the last reconcile found 1 mismatches: `rewards reconcile --full`" in out
+    assert "attention: maintenance jobs without a completed run for two of their intervals: expire_streaks" in out
+    with admin_transaction() as conn:
+        conn.execute(text("UPDATE partner SET xp = xp - 1 WHERE id = 9701"))

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, text
 from rewards import db
 from rewards import settings as settings_module
 
-TABLES = ("xp_ledger_key", "outbox", "partner_badge", "streak_freeze", "plan_change", "maintenance_checkpoint",
+TABLES = ("xp_ledger_key", "outbox", "partner_badge", "streak_freeze", "plan_change", "maintenance_checkpoint", "maintenance_run",
           "job_failure", "audit_event", "xp_ledger", "adjustment", "referral", "partner_task",
           "checkin", "partner")
 

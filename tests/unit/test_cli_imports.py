@@ -104,4 +104,4 @@ def test_the_parser_lists_every_command_in_order():
     commands = next(action for action in build_parser()._actions
                     if isinstance(action, argparse._SubParsersAction))
     assert list(commands.choices) == ["db", "demo", "profile", "tasks", "history", "leaderboard", "calendar",
-                                      "preview", "report", "enqueue", "reconcile", "failures", "job", "access"]
+                                      "preview", "report", "enqueue", "reconcile", "failures", "job", "status", "access"]

@@ -34,7 +34,8 @@ _EXAMPLE_LINE = re.compile(r"^(#\s*)?([A-Z][A-Z0-9_]*)=(.*)$")
 # Flower's opt-out is for a developer's machine; the compose stack never passes it on.
 # Flower without auth is never for compose; the filesystem broker is the
 # embedded default of `rewards demo`, not the production shape.
-_NOT_FOR_COMPOSE = {"REWARDS_FLOWER_UNSAFE_NO_AUTH", "REWARDS_BROKER_FOLDER"}
+# REWARDS_METRICS_BASIC_AUTH reaches the processes that serve metrics as a file (_FILE).
+_NOT_FOR_COMPOSE = {"REWARDS_FLOWER_UNSAFE_NO_AUTH", "REWARDS_BROKER_FOLDER", "REWARDS_METRICS_BASIC_AUTH"}
 
 
 def _strings(node) -> list[str]:
@@ -225,8 +226,31 @@ def test_flower_requires_basic_auth_and_is_published_on_loopback_only():
     assert option_value(command_of("flower"), "--enable_events") == "true"
     # /metrics and /healthcheck answer without authentication in Flower 2.2.
     assert flower["ports"] and all(port.startswith("127.0.0.1:") for port in flower["ports"])
-    published = [name for name, service in SERVICES.items() if service.get("ports")]
-    assert published == ["flower"], "only Flower is published, and only on loopback"
+    published = {name: service["ports"] for name, service in SERVICES.items() if service.get("ports")}
+    assert set(published) == {"flower", "prometheus"}, "only Flower and Prometheus are published"
+    assert all(port.startswith("127.0.0.1:") for ports in published.values() for port in ports)
+
+
+def test_prometheus_scrapes_every_worker_and_beat_with_basic_auth_and_loads_the_alert_rules():
+    config = yaml.safe_load((ROOT / "rewards/metrics/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"rewards-worker", "rewards-beat"}, "the rules select by these names"
+    scraped = {name for job in jobs.values() for sd in job.get("dns_sd_configs", []) for name in sd["names"]}
+    scraped |= {target.split(":")[0] for job in jobs.values() for static in job.get("static_configs", [])
+                for target in static["targets"]}
+    assert scraped == set(celery_services("worker")) | set(celery_services("beat"))
+    for job in jobs.values():
+        assert job["basic_auth"]["password_file"] == "/run/secrets/metrics_password"
+    prometheus = SERVICES["prometheus"]
+    mounted = {config_["source"]: config_["target"] for config_ in prometheus["configs"]}
+    assert COMPOSE["configs"]["rewards-alerts"]["file"] == "./rewards/metrics/alerts.yml"
+    assert mounted["rewards-alerts"] in config["rule_files"]
+    for name in scraped:
+        environment = SERVICES[name]["environment"]
+        assert environment["REWARDS_METRICS_PORT"] == "9808" and environment["REWARDS_METRICS_ADDRESS"] == "0.0.0.0"
+        # Listening beyond loopback: the settings refuse to start without the basic auth file.
+        assert environment["REWARDS_METRICS_BASIC_AUTH_FILE"] == SERVICES[name]["configs"][0]["target"]
+        assert not SERVICES[name].get("ports"), f"{name}'s metrics stay on the compose network"
 
 
 def test_every_variable_the_compose_file_uses_is_set_in_the_env_example():

@@ -8,6 +8,9 @@ from rewards import contract
 from rewards.access import redis as redis_access
 
 PRODUCERS = contract.SENDING_ROLES
+# What beat reads for its metrics (rewards.metrics.state): every queue's lists, the dead letters, the boards' checkpoint.
+MONITORED_KEYS = {*(key for queue in contract.QUEUES for key in redis_access.priority_lists(queue)),
+                  "rewards:dead_letters", "rewards:lb:checkpoint"}
 USERS = {role: (f"rewards_test_{role}", f"{role}-secret") for role in redis_access.ROLES}
 # Commands no role may be given, whatever else changes (all in Redis's @dangerous category).
 DANGEROUS = {"flushall", "flushdb", "config", "keys", "debug", "monitor", "shutdown", "acl", "module",
@@ -38,9 +41,17 @@ def test_a_producer_may_write_exactly_the_lists_of_its_queues(role):
 
 @pytest.mark.parametrize("role", PRODUCERS)
 def test_a_producer_reads_only_results_and_pushes_only_with_lpush(role):
-    assert key_patterns(role, writable=False) == {redis_access.RESULT_KEYS}
+    monitored = MONITORED_KEYS if role == contract.ROLE_BEAT else set()
+    assert key_patterns(role, writable=False) == {redis_access.RESULT_KEYS} | monitored
     queue_grants = [grant for grant in redis_access.grants(role) if grant.write_keys]
     assert [grant.commands for grant in queue_grants] == [("lpush",)]
+
+
+def test_beat_reads_lengths_and_the_leaderboard_checkpoint_for_its_metrics_and_writes_none_of_them():
+    monitor_grants = [grant for grant in redis_access.grants(contract.ROLE_BEAT)
+                      if set(grant.read_keys) & MONITORED_KEYS]
+    assert {command for grant in monitor_grants for command in grant.commands} == {"llen", "hlen", "hget"}
+    assert [grant for grant in monitor_grants if grant.keys or grant.write_keys] == []
 
 
 def test_no_pattern_of_upstream_matches_an_operator_or_maintenance_list():
@@ -54,7 +65,9 @@ def test_no_pattern_of_upstream_matches_an_operator_or_maintenance_list():
 def test_only_the_worker_can_touch_unacknowledged_messages_and_binding_tables(role):
     kombu_keys = [*redis_access.UNACKED_KEYS, redis_access.BINDING_TABLE % contract.QUEUE_CLAIMS,
                   redis_access.BINDING_DEADLINES, "rewards:dead_letters"]
-    assert [key for key in kombu_keys for pattern in all_patterns(role) if fnmatchcase(key, pattern)] == []
+    writable = {pattern for grant in redis_access.grants(role) for pattern in (*grant.keys, *grant.write_keys)}
+    assert [key for key in kombu_keys for pattern in writable if fnmatchcase(key, pattern)] == []
+    assert [key for key in kombu_keys[:-1] for pattern in all_patterns(role) if fnmatchcase(key, pattern)] == []
     assert {key for key in kombu_keys
             if any(fnmatchcase(key, pattern) for pattern in key_patterns("worker", writable=True))} == set(kombu_keys)
 

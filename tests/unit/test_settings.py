@@ -34,6 +34,28 @@ def test_a_bad_value_names_its_variable(monkeypatch, name, value, fragment):
         settings.load()
 
 
+@pytest.mark.parametrize(("address", "auth", "fragment"), [
+    ("0.0.0.0", None, "REWARDS_METRICS_ADDRESS=0.0.0.0 serves metrics beyond this machine"),
+    ("10.0.0.5", "prometheus", "REWARDS_METRICS_BASIC_AUTH must be user:password"),
+    ("127.0.0.1", ":secret", "REWARDS_METRICS_BASIC_AUTH must be user:password"),
+])
+def test_metrics_served_beyond_loopback_need_basic_auth(monkeypatch, address, auth, fragment):
+    monkeypatch.setenv("REWARDS_METRICS_PORT", "9808")
+    monkeypatch.setenv("REWARDS_METRICS_ADDRESS", address)
+    if auth is not None:
+        monkeypatch.setenv("REWARDS_METRICS_BASIC_AUTH", auth)
+    with pytest.raises(settings.ConfigError, match=fragment):
+        settings.load()
+
+
+def test_metrics_on_loopback_or_behind_basic_auth_are_allowed(monkeypatch):
+    monkeypatch.setenv("REWARDS_METRICS_PORT", "9808")
+    assert settings.load().metrics_address == "127.0.0.1"
+    monkeypatch.setenv("REWARDS_METRICS_ADDRESS", "0.0.0.0")
+    monkeypatch.setenv("REWARDS_METRICS_BASIC_AUTH", "prometheus:secret")
+    assert settings.load().metrics_basic_auth == "prometheus:secret"
+
+
 def test_a_client_url_that_the_environment_would_override_is_refused(monkeypatch):
     from rewards.client import RewardsClient
 
