@@ -16,7 +16,7 @@ so a second database migrating finds them and only adds its grants):
   and failure rows; nothing on the ledger.
 
 Login roles are made members of these groups by whoever provisions them
-(README, "PostgreSQL roles"). Grants take no lock a running job waits on, and
+(docs/security.md, "PostgreSQL roles"). Grants take no lock a running job waits on, and
 the previous release connects as the owner, so it runs on unchanged.
 Deleting a re-driven ``job_failure`` row is an operator action, run with the
 owner's URL: no group may do it.

@@ -74,7 +74,7 @@ def cmd_failures_retry(args: argparse.Namespace) -> int:
         # Checked before anything is sent: a job sent again whose row then stays would be sent twice.
         if not redrive.may_redrive(conn):
             raise CliError("this database role may not remove job_failure rows; run `rewards failures retry` "
-                           "with REWARDS_DATABASE_URL naming the database owner (README, PostgreSQL roles)")
+                           "with REWARDS_DATABASE_URL naming the database owner (docs/security.md, 'PostgreSQL roles')")
     client = RewardsClient()
     try:
         for row in rows:
