@@ -930,6 +930,7 @@ def _execute(run: Run, profile: Profile) -> int:
     if figures.ok() and run.vhost and broker_lost:
         print(f"\nchaos run FAILED: RabbitMQ lost {len(broker_lost)} jobs, which the producer sent again "
               f"({', '.join(broker_lost[:5])}); acknowledgements must leave no such gap")
+        _print_trail(run, broker_lost[:5])
         _print_timeline(run)
         return 1
     planned = len(run.fault_plan())
@@ -947,6 +948,18 @@ def _execute(run: Run, profile: Profile) -> int:
         print("  " + example)
     _print_timeline(run)
     return 1
+
+
+def _print_trail(run: Run, job_ids: list[str]) -> None:
+    """Where lost jobs went: the parked queue (past the delivery limit), and what the workers logged of them."""
+    from rewards import contract
+
+    print(f"messages in {contract.PARKED_QUEUE}: {run.vhost.queued_messages((contract.PARKED_QUEUE,))}")
+    for worker in run.workers:
+        log = run.folder / f"{worker.name}.log"
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        trail = [line for line in lines if any(job_id in line for job_id in job_ids)]
+        print(f"--- {worker.name} log, lines naming them ({len(trail)}):\n" + "\n".join(trail[-30:]))
 
 
 def _print_timeline(run: Run) -> None:

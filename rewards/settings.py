@@ -362,7 +362,7 @@ def _check_metrics(settings: Settings) -> None:
     auth = settings.metrics_basic_auth
     if auth is not None and not all(auth.partition(":")[::2]):
         raise ConfigError("REWARDS_METRICS_BASIC_AUTH must be user:password, both non-empty")
-    if settings.metrics_address not in LOOPBACK_ADDRESSES and auth is None:
+    if settings.metrics_port is not None and settings.metrics_address not in LOOPBACK_ADDRESSES and auth is None:
         raise ConfigError(
             f"REWARDS_METRICS_ADDRESS={settings.metrics_address} serves metrics beyond this machine: "
             "set REWARDS_METRICS_BASIC_AUTH=user:password (Prometheus scrapes with basic_auth), "

@@ -66,7 +66,7 @@ def run_exclusively(engine: Engine, job: str, now: datetime,
             summary.skipped = LOCK_HELD
     summary.took_ms = round((time.perf_counter() - started) * 1000, 2)
     metrics.count_maintenance(job, skipped=summary.skipped is not None, examined=summary.examined,
-                              changed=summary.changed)
+                              changed=summary.changed, mismatches=summary.details.get("mismatches", 0))
     record_run(engine, summary)
     log_event(logger, logging.INFO, "maintenance.skipped" if summary.skipped else "maintenance.done",
               job=job, now=now.isoformat(), examined=summary.examined, changed=summary.changed,

@@ -149,7 +149,7 @@ class LedgerTask(Task):
         # must not be reported as the job's (see record_job_failure).
         self.request.rewards_committed = True
         took_s = time.perf_counter() - started
-        metrics.count_job(self.name, outcome, took_s, sent_at_s=getattr(self.request, contract.SENT_AT_HEADER, None),
+        metrics.count_job(self.name, outcome, took_s, sent_at=getattr(self.request, contract.SENT_AT_HEADER, None),
                           now_s=time.time(), item_jobs=self._item_jobs(kwargs))
         log_event(logger, logging.INFO, f"job.{outcome.status}", task=self.name,
                   job_id=self.request.id, key=outcome.key, reason=outcome.reason,
@@ -188,14 +188,13 @@ class LedgerTask(Task):
             self._record(kwargs, RETRIES_EXHAUSTED, error)
             return error
         countdown_s = backoff_s(self.request.retries, current.retry_backoff_s_max)
-        metrics.count_retry(self.name, error)
         log_event(logger, logging.WARNING, "job.retry", task=self.name, job_id=self.request.id,
                   attempt=self.request.retries + 1, countdown_s=round(countdown_s, 2),
                   error=type(error).__name__, partner_id=kwargs.get("partner_id"))
         try:
-            return self.retry(exc=error, countdown=countdown_s, max_retries=max_retries, throw=False)
-        except Retry as retry:  # raised by retry() itself in some paths; it is what we want
-            return retry
+            retry = self.retry(exc=error, countdown=countdown_s, max_retries=max_retries, throw=False)
+        except Retry as raised:  # raised by retry() itself in some paths; it is what we want
+            retry = raised
         except Exception as publish_error:
             # The retry could not be published: the broker is what failed. Hand
             # the message back; if even that cannot reach the broker, it stays
@@ -204,6 +203,8 @@ class LedgerTask(Task):
                       error=type(getattr(publish_error, "reason", publish_error)).__name__)
             metrics.count_requeue(self.name)
             return Reject(publish_error, requeue=True)
+        metrics.count_retry(self.name, error)
+        return retry
 
     def _record(self, kwargs: dict[str, Any], reason: str, error: BaseException) -> None:
         record_failure_anywhere(self.name, self.request.id, kwargs, reason, error, in_database=True)

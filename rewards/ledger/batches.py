@@ -33,7 +33,7 @@ from types import SimpleNamespace
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from rewards import contract, db, rules
+from rewards import contract, db, metrics, rules
 from rewards.contract.payloads import (
     CheckinBatchJob,
     CheckinJob,
@@ -68,7 +68,7 @@ def apply_checkin_batch(conn: Connection, batch: CheckinBatchJob, policy: Policy
                            reason=INVALID_PAYLOAD, error=rejection.message, now=now)
     valid.sort(key=lambda pair: (pair[1].partner_id, pair[1].occurred_at, pair[0]))
     try:
-        with conn.begin_nested():
+        with metrics.savepoint(conn):
             if db.writes_in_one_statement(conn):
                 _apply_set_based(conn, valid, outcomes, policy, now, future_tolerance)
             else:
@@ -164,7 +164,7 @@ def _apply(conn: Connection, job: CheckinJob, policy: Policy, now: datetime,
 def _apply_alone(conn: Connection, job: CheckinJob, policy: Policy, now: datetime,
                  future_tolerance: timedelta, job_id: str | None) -> Outcome:
     try:
-        with conn.begin_nested():
+        with metrics.savepoint(conn):
             return _apply(conn, job, policy, now, future_tolerance)
     except DBAPIError as error:
         # A lost connection or a lock timeout is the whole batch's to retry;

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from rewards import catalog, contract, db
+from rewards import catalog, contract, db, metrics
 from rewards import settings as settings_module
 from rewards.contract.payloads import (
     ClaimsBatchItem,
@@ -84,7 +84,7 @@ def apply_claims_batch(conn: Connection, batch: ClaimsBatchJob, *, now: datetime
                            reason=INVALID_PAYLOAD, error=rejection.message, now=now)
     balance.lock_existing_partners(conn, [pid for _, _, job in valid for pid in partners_of(job)])
     try:
-        with conn.begin_nested():
+        with metrics.savepoint(conn):
             for index, name, job in valid:
                 outcomes[index] = _apply(conn, name, job, now)
     except DBAPIError as error:
@@ -127,7 +127,7 @@ def _apply(conn: Connection, name: str, job: Job, now: datetime) -> Outcome:
 
 def _apply_alone(conn: Connection, name: str, job: Job, now: datetime, job_id: str | None) -> Outcome:
     try:
-        with conn.begin_nested():
+        with metrics.savepoint(conn):
             return _apply(conn, name, job, now)
     except DBAPIError as error:
         # A lost connection or a lock timeout is the whole batch's to retry;

@@ -2,10 +2,10 @@
 
 Queue depths, dead letters waiting, unresolved job failures, the outbox
 backlog and its oldest event, each maintenance job's last run (and reconcile's
-mismatches), and how far the leaderboards trail the ledger. Each source is read
-on its own; one that does not answer is reported by
-`rewards_state_source_up{source}` = 0 and leaves only its own series out, so
-a scrape never fails because Redis is down.
+mismatches), and how far the leaderboards trail the ledger. The sources are
+read at once, each within READ_DEADLINE_S; one that does not answer is
+reported by `rewards_state_source_up{source}` = 0 and leaves only its own
+series out, so a scrape never fails, nor times out, because Redis is down.
 
 `read_state()` is also what `rewards status` prints.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,12 +30,14 @@ from rewards import settings as settings_module
 from rewards.logs import log_event
 from rewards.models import job_failure, maintenance_run, outbox, utcnow, xp_ledger
 from rewards.transport import folder_counts
-from schedules import beat
+from schedules import beat, update_leaderboards
 
 logger = logging.getLogger("rewards.metrics")
 
 SOURCE_DATABASE, SOURCE_BROKER, SOURCE_REDIS = "database", "broker", "redis"
 TIMEOUT_S = 2.0
+# The whole reading ends within this, inside Prometheus's default 10 s scrape timeout.
+READ_DEADLINE_S = 8.0
 
 
 @dataclass
@@ -56,47 +59,74 @@ class State:
     """One reading of the servers; a field left None is a source that did not answer (see `errors`)."""
 
     read_at: datetime
+    sources: tuple[str, ...] = ()
     queue_messages: dict[str, int] | None = None
     dead_letters: int | None = None
     failures_by_reason: dict[str, int] | None = None
     outbox_pending: int | None = None
     outbox_oldest_pending_at: datetime | None = None
     maintenance: list[MaintenanceRun] | None = None
+    leaderboard_mark: int | None = None
     leaderboard_lag_s: float | None = None
+    leaderboard_settle_s: int | None = None
     errors: dict[str, str] = field(default_factory=dict)
 
 
 def read_state(current: settings_module.Settings | None = None) -> State:
+    """Every source at once, each given READ_DEADLINE_S: a scrape must end inside Prometheus's timeout."""
     current = current or settings_module.get()
     state = State(read_at=utcnow())
-    _read(state, SOURCE_BROKER, lambda: _read_queues(state, current))
-    _read(state, SOURCE_DATABASE, lambda: _read_database(state, db.get_read_engine(), current))
-    if current.dead_letter_url:
-        _read(state, SOURCE_REDIS, lambda: _read_dead_letters(state, current.dead_letter_url))
-    if current.redis_url:
-        _read(state, SOURCE_REDIS, lambda: _read_leaderboard_lag(state, current.redis_url, db.get_read_engine()))
+    readers = {SOURCE_BROKER: lambda: _read_queues(current),
+               SOURCE_DATABASE: lambda: _read_database(db.get_read_engine(), current)}
+    if current.dead_letter_url or current.redis_url:
+        readers[SOURCE_REDIS] = lambda: _read_redis(current)
+    state.sources = tuple(readers)
+    pool = ThreadPoolExecutor(max_workers=len(readers), thread_name_prefix="rewards-state")
+    futures = {source: pool.submit(reader) for source, reader in readers.items()}
+    wait(futures.values(), timeout=READ_DEADLINE_S)
+    pool.shutdown(wait=False)  # a source past its deadline is left to finish on its own
+    for source, future in futures.items():
+        _take(state, source, future)
+    if state.leaderboard_mark is not None and SOURCE_DATABASE not in state.errors:
+        _take_now(state, SOURCE_DATABASE, lambda: _leaderboard_lag(state, db.get_read_engine(), current))
     return state
 
 
-def _read(state: State, source: str, reader: Callable[[], None]) -> None:
+def _take(state: State, source: str, future: Future) -> None:
+    if not future.done():
+        _unreadable(state, source, TimeoutError(f"no answer within {READ_DEADLINE_S:g} s"))
+    elif future.exception() is not None:
+        _unreadable(state, source, future.exception())
+    else:
+        for name, value in future.result().items():
+            setattr(state, name, value)
+
+
+def _take_now(state: State, source: str, reader: Callable[[], dict[str, Any]]) -> None:
     try:
-        reader()
+        for name, value in reader().items():
+            setattr(state, name, value)
     except Exception as error:  # noqa: BLE001 - a source that does not answer is reported, not raised
-        state.errors.setdefault(source, f"{type(error).__name__}: {error}")
-        log_event(logger, logging.WARNING, "metrics.source_unreadable", source=source, error=type(error).__name__)
+        _unreadable(state, source, error)
+
+
+def _unreadable(state: State, source: str, error: BaseException) -> None:
+    state.errors.setdefault(source, f"{type(error).__name__}: {error}")
+    log_event(logger, logging.WARNING, "metrics.source_unreadable", source=source, error=type(error).__name__)
 
 
 # -- the broker --------------------------------------------------------------------
 
-def _read_queues(state: State, current: settings_module.Settings) -> None:
+def _read_queues(current: settings_module.Settings) -> dict[str, Any]:
     url = current.broker_url
     if url.startswith(settings_module.REDIS_SCHEMES):
-        state.queue_messages = _redis_queue_depths(url)
+        depths = _redis_queue_depths(url)
     elif url.startswith("filesystem://"):
-        state.queue_messages = {queue: folder_counts(Path(current.broker_folder)).queued.get(queue, 0)
-                                for queue in contract.QUEUES}
+        queued = folder_counts(Path(current.broker_folder)).queued
+        depths = {queue: queued.get(queue, 0) for queue in contract.QUEUES}
     else:
-        state.queue_messages = _amqp_queue_depths(url)
+        depths = _amqp_queue_depths(url)
+    return {"queue_messages": depths}
 
 
 def _redis_queue_depths(url: str) -> dict[str, int]:
@@ -116,14 +146,14 @@ def _redis_queue_depths(url: str) -> dict[str, int]:
 
 
 def _amqp_queue_depths(url: str) -> dict[str, int]:
-    """Ready messages per queue, by passive declare: RabbitMQ asks no permission for it."""
+    """Ready messages per queue, by passive declare: exact at once, and RabbitMQ asks no permission for it."""
     depths = {}
     with BrokerConnection(url, connect_timeout=TIMEOUT_S, transport_options={"max_retries": 1}) as connection:
         channel = connection.default_channel
         for queue in (*contract.QUEUES, contract.PARKED_QUEUE):
             try:
                 depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
-            except connection.channel_errors:  # not declared yet: no worker has started
+            except connection.channel_errors:  # not declared yet (no worker has started): the channel is closed
                 depths[queue] = 0
                 channel = connection.channel()
     return depths
@@ -135,20 +165,31 @@ _failures_by_reason = select(job_failure.c.reason, func.count()).group_by(job_fa
 # ix_outbox_pending holds exactly the undelivered rows.
 _outbox_pending = select(func.count(), func.min(outbox.c.created_at)).where(outbox.c.delivered_at.is_(None))
 _maintenance_runs = select(maintenance_run)
+_first_ledger_row_after = (select(xp_ledger.c.created_at).where(xp_ledger.c.id > bindparam("after"))
+                           .order_by(xp_ledger.c.id).limit(1))
 
 
-def _read_database(state: State, engine: Engine, current: settings_module.Settings) -> None:
+def _read_database(engine: Engine, current: settings_module.Settings) -> dict[str, Any]:
     with engine.connect() as conn:
-        state.failures_by_reason = dict(conn.execute(_failures_by_reason).all())
-        state.outbox_pending, state.outbox_oldest_pending_at = conn.execute(_outbox_pending).one()
+        failures_by_reason = dict(conn.execute(_failures_by_reason).all())
+        pending, oldest_at = conn.execute(_outbox_pending).one()
         rows = {row.job: row for row in conn.execute(_maintenance_runs)}
-    state.maintenance = [_maintenance_run(job, interval_s, rows.get(job))
-                         for job, interval_s in maintenance_intervals_s(current).items()]
+    return {"failures_by_reason": failures_by_reason, "outbox_pending": pending,
+            "outbox_oldest_pending_at": oldest_at,
+            "maintenance": [_maintenance_run(job, interval_s, rows.get(job))
+                            for job, interval_s in maintenance_intervals_s(current).items()]}
 
 
 def maintenance_intervals_s(current: settings_module.Settings) -> dict[str, int]:
-    """Each maintenance job and how often beat sends it."""
-    return {entry["task"]: int(entry["schedule"]) for entry in beat.beat_schedule(current.maintenance).values()}
+    """Each maintenance job that runs here and how often beat sends it.
+
+    The leaderboards' updater does nothing without REWARDS_REDIS_URL (boards
+    are read from SQL then), so it is not watched either.
+    """
+    intervals = {entry["task"]: int(entry["schedule"]) for entry in beat.beat_schedule(current.maintenance).values()}
+    if current.redis_url is None:
+        del intervals[contract.MAINTENANCE_UPDATE_LEADERBOARDS]
+    return intervals
 
 
 def _maintenance_run(job: str, interval_s: int, row: Any) -> MaintenanceRun:
@@ -159,30 +200,37 @@ def _maintenance_run(job: str, interval_s: int, row: Any) -> MaintenanceRun:
                           details=dict(row.details or {}))
 
 
+def _leaderboard_lag(state: State, engine: Engine, current: settings_module.Settings) -> dict[str, Any]:
+    """Age of the oldest ledger row after the boards' checkpoint; 0 when there is none.
+
+    The updater's checkpoint waits at a gap in the ledger ids for up to
+    `settle_s` (a transaction that took the missing id may still commit), so
+    a lag below that is the updater being careful, not behind.
+    """
+    with engine.connect() as conn:
+        oldest = conn.execute(_first_ledger_row_after, {"after": state.leaderboard_mark}).scalar_one_or_none()
+    lag_s = 0.0 if oldest is None else max(0.0, (state.read_at - oldest).total_seconds())
+    return {"leaderboard_lag_s": lag_s, "leaderboard_settle_s": update_leaderboards.lag_s(current)}
+
+
 # -- Redis -------------------------------------------------------------------------
 
-def _read_dead_letters(state: State, url: str) -> None:
-    client = redis_client.connect(url, timeout_s=TIMEOUT_S)
-    try:
-        state.dead_letters = int(client.hlen(deadletters.HASH_KEY))
-    finally:
-        client.close()
-
-
-_first_ledger_row_after = (select(xp_ledger.c.created_at).where(xp_ledger.c.id > bindparam("after"))
-                           .order_by(xp_ledger.c.id).limit(1))
-
-
-def _read_leaderboard_lag(state: State, url: str, engine: Engine) -> None:
-    """Age of the oldest ledger row the boards have not taken in; 0 when they are up to date."""
-    client = redis_client.connect(url, timeout_s=TIMEOUT_S)
-    try:
-        mark = client.hget(leaderboards.CHECKPOINT_KEY, "ledger_id")
-    finally:
-        client.close()
-    with engine.connect() as conn:
-        oldest = conn.execute(_first_ledger_row_after, {"after": int(mark or 0)}).scalar_one_or_none()
-    state.leaderboard_lag_s = 0.0 if oldest is None else max(0.0, (state.read_at - oldest).total_seconds())
+def _read_redis(current: settings_module.Settings) -> dict[str, Any]:
+    """Dead letters waiting (their Redis), and the leaderboards' checkpoint (theirs)."""
+    found: dict[str, Any] = {}
+    if current.dead_letter_url:
+        client = redis_client.connect(current.dead_letter_url, timeout_s=TIMEOUT_S)
+        try:
+            found["dead_letters"] = int(client.hlen(deadletters.HASH_KEY))
+        finally:
+            client.close()
+    if current.redis_url:
+        client = redis_client.connect(current.redis_url, timeout_s=TIMEOUT_S)
+        try:
+            found["leaderboard_mark"] = int(client.hget(leaderboards.CHECKPOINT_KEY, update_leaderboards.LEDGER) or 0)
+        finally:
+            client.close()
+    return found
 
 
 # -- as Prometheus series ----------------------------------------------------------
@@ -232,7 +280,7 @@ def _maintenance_families(runs: list[MaintenanceRun], watched_since: datetime) -
 def families(state: State, watched_since: datetime) -> Iterator[GaugeMetricFamily]:
     """The reading as Prometheus gauges; `watched_since`: when this beat started reading."""
     up = _gauge("rewards_state_source_up", "1 when the source answered this scrape", ["source"])
-    for source in (SOURCE_BROKER, SOURCE_DATABASE, SOURCE_REDIS):
+    for source in state.sources:
         up.add_metric([source], float(source not in state.errors))
     yield up
     if state.queue_messages is not None:
@@ -258,8 +306,10 @@ def families(state: State, watched_since: datetime) -> Iterator[GaugeMetricFamil
     if state.maintenance is not None:
         yield from _maintenance_families(state.maintenance, watched_since)
     if state.leaderboard_lag_s is not None:
-        yield GaugeMetricFamily("rewards_leaderboard_lag_seconds", "Age of the oldest ledger row the Redis "
-                                "leaderboards have not taken in; 0 when up to date", value=state.leaderboard_lag_s)
+        yield GaugeMetricFamily("rewards_leaderboard_lag_seconds", "Age of the oldest ledger row after the "
+                                "Redis leaderboards' checkpoint; 0 when there is none", value=state.leaderboard_lag_s)
+        yield GaugeMetricFamily("rewards_leaderboard_settle_seconds", "How long the leaderboards' checkpoint may "
+                                "wait at a gap in the ledger ids", value=state.leaderboard_settle_s)
 
 
 class StateCollector(Collector):
