@@ -75,7 +75,7 @@ migrate: $(STAMP) services ## Migrate the test database as its owner (rewards db
 		'GRANT rewards_worker TO rewards_test_worker; GRANT rewards_reader TO rewards_test_reader; GRANT rewards_retention TO rewards_test_retention'
 
 test: migrate browser $(PATRONI) ## Set everything up, then run the whole test suite (unit, integration, system)
-	$(TEST_ENV) $(BIN)/pytest
+	$(TEST_ENV) $(BIN)/pytest --durations=15
 
 test-fast: migrate ## The suite without the slow system tests (worker kills)
 	$(TEST_ENV) $(BIN)/pytest -m 'not system'
@@ -84,7 +84,7 @@ test-fast: migrate ## The suite without the slow system tests (worker kills)
 # ports, and a RabbitMQ vhost of its own; `make chaos SEED=7 BROKERS=redis`.
 SEED ?= 1
 BROKERS ?= redis amqp
-chaos: $(STAMP) services ## Seeded fault run (kills, PostgreSQL down and frozen, Redis restart) on Redis and RabbitMQ; prints the table
+chaos: $(STAMP) services ## Seeded fault run (kills, PostgreSQL down and frozen, Redis and RabbitMQ restarts) on Redis and RabbitMQ; prints the table
 	@for broker in $(BROKERS); do $(BIN)/python -m chaos --broker $$broker --seed $(SEED) || exit 1; done
 
 $(PATRONI): Makefile

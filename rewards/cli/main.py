@@ -22,6 +22,7 @@
     rewards failures retry 7 | --all         send failed jobs again; an applied one comes back `duplicate`
     rewards job checkin:42:2026-03-02        the outcome PostgreSQL holds for an idempotency key
     rewards status                           queues, failed jobs, outbox, leaderboards, maintenance runs
+    rewards access rabbitmq [--apply]        each role's RabbitMQ user: a definitions file, or set them
     rewards access redis-acl [--apply URL]   the Redis users of each role: an ACL file, or set them
 
 Errors are one line naming the problem and what to do; exit codes: 0 done,

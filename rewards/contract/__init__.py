@@ -2,7 +2,7 @@
 
 Upstream apps enqueue by these names; renaming one is a breaking change.
 The workers' routing (celeryconfig), `rewards.client`, the worker's arrival
-check (workers/base.py) and the broker permissions (rewards.brokers) all read
+check (workers/base.py) and the broker permissions (rewards.access) all read
 the tables below, so a job's queue and its senders are written once.
 """
 
