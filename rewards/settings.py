@@ -320,7 +320,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         maintenance=_load_maintenance(env, broker_url),
         flower_unsafe_no_auth=_flag(env, "REWARDS_FLOWER_UNSAFE_NO_AUTH", False),
         redis_url=env.get("REWARDS_REDIS_URL", "").strip() or None,
-        redis_sentinel_master=_text(env, "REWARDS_REDIS_SENTINEL_MASTER", "rewards"),
+        # Empty reads as unset: compose passes the variable empty when .env leaves it out.
+        redis_sentinel_master=env.get("REWARDS_REDIS_SENTINEL_MASTER", "").strip() or "rewards",
         batch_max=_int(env, "REWARDS_BATCH_MAX", 500, minimum=1, maximum=MAX_BATCH_ITEMS),
         client_linger_ms=_optional_int(env, "REWARDS_CLIENT_LINGER_MS", minimum=0, maximum=1_000),
         metrics_port=_optional_int(env, "REWARDS_METRICS_PORT", minimum=1, maximum=65_535),

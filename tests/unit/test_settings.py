@@ -48,6 +48,15 @@ def test_metrics_served_beyond_loopback_need_basic_auth(monkeypatch, address, au
         settings.load()
 
 
+def test_settings_compose_passes_empty_when_env_leaves_them_out_take_their_defaults(monkeypatch):
+    for name in ("REWARDS_REDIS_SENTINEL_MASTER", "REWARDS_METRICS_ADDRESS", "REWARDS_METRICS_PORT",
+                 "REWARDS_EVENTS_SINK", "REWARDS_CLIENT_LINGER_MS"):
+        monkeypatch.setenv(name, "")
+    loaded = settings.load()
+    assert (loaded.redis_sentinel_master, loaded.metrics_address, loaded.metrics_port,
+            loaded.maintenance.events_sink, loaded.client_linger_ms) == ("rewards", "127.0.0.1", None, "queue", None)
+
+
 def test_metrics_on_loopback_or_behind_basic_auth_are_allowed(monkeypatch):
     monkeypatch.setenv("REWARDS_METRICS_PORT", "9808")
     assert settings.load().metrics_address == "127.0.0.1"
