@@ -159,14 +159,13 @@ def count_job(name: str, outcome: Outcome, duration_s: float, *, sent_at: Any,
         JOB_LATENCY.labels(label).observe(max(0.0, now_s - sent_at_s))
     details = outcome.details
     if isinstance(details, BatchResult) and details.items:
-        for item, item_job in zip(details.items, item_jobs or [None] * len(details.items)):
-            _count_outcome(job_label(item_job), item)
+        # Added up first: one increment per kind of outcome, not per item of a 500-item batch.
+        kinds = Tally((job_label(item_job), item.status, item.reason or "")
+                      for item, item_job in zip(details.items, item_jobs or [None] * len(details.items)))
     else:
-        _count_outcome(label, outcome)
-
-
-def _count_outcome(label: str, outcome: Outcome) -> None:
-    OUTCOMES.labels(label, outcome.status, outcome.reason or "").inc()
+        kinds = Tally([(label, outcome.status, outcome.reason or "")])
+    for labels, count in kinds.items():
+        OUTCOMES.labels(*labels).inc(count)
 
 
 @never_raises
