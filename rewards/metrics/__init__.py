@@ -87,6 +87,7 @@ def never_raises(record: F) -> F:
             return None
     return guarded  # type: ignore[return-value]
 
+
 _xp_pending: ContextVar[Tally | None] = ContextVar("rewards_xp_pending", default=None)
 # Error classes seen as retry causes are few (the transient database errors);
 # an unexpected one still counts, under its own bounded name.

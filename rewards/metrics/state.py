@@ -255,7 +255,8 @@ def _maintenance_families(runs: list[MaintenanceRun], watched_since: datetime) -
         "changed": _gauge("rewards_maintenance_last_done_changed", "Rows the last done run changed", ["job_name"]),
         "more": _gauge("rewards_maintenance_last_done_more",
                        "1 when the last done run stopped at its batch limit with work left", ["job_name"]),
-        "took": _gauge("rewards_maintenance_last_done_duration_seconds", "How long the last done run took", ["job_name"]),
+        "took": _gauge("rewards_maintenance_last_done_duration_seconds", "How long the last done run took",
+                       ["job_name"]),
     }
     mismatches = _gauge("rewards_reconcile_mismatches", "Broken invariants the last reconcile run found")
     for run in runs:

@@ -103,7 +103,8 @@ def test_queue_depths_on_redis_count_every_priority_list():
 
 def test_queue_depths_on_rabbitmq_are_read_by_passive_declare():
     with BrokerConnection(AMQP_URL) as connection:
-        queue = next(q for q in contract.kombu_queues() if q.name == contract.QUEUE_CHECKINS)(connection.default_channel)
+        checkins = next(q for q in contract.kombu_queues() if q.name == contract.QUEUE_CHECKINS)
+        queue = checkins(connection.default_channel)
         queue.declare()
         queue.purge()
         producer = connection.Producer()
