@@ -7,7 +7,6 @@ the SQL board.
 
 from __future__ import annotations
 
-import socket
 from datetime import timedelta
 
 import pytest
@@ -18,6 +17,7 @@ from rewards import contract, db, leaderboards
 from rewards import settings as settings_module
 from rewards.cli.main import main
 from schedules import expire_streaks, update_leaderboards
+from chaos.servers import free_port
 from tests.support import read_side_data as data
 from tests.support.jobs import run
 
@@ -136,11 +136,6 @@ def test_a_redis_that_lost_its_data_is_rebuilt_by_the_next_run(store):
     assert catch_up(store).details["rebuilt"] is True
     assert_redis_matches_sql(store)
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_without_redis_the_board_is_read_from_sql_and_says_why(store):

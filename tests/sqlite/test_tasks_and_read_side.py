@@ -6,7 +6,6 @@ here they are applied directly to a fresh SQLite file, one transaction per job.
 
 from datetime import datetime, timedelta, timezone
 
-import pytest
 
 from rewards import catalog, queries
 from rewards.contract.payloads import (
@@ -16,12 +15,10 @@ from rewards.contract.payloads import (
     TaskClaimJob,
     TaskStartJob,
 )
-from rewards.db import make_engine
 from rewards.ledger.adjustments import apply_adjustment
 from rewards.ledger.checkins import apply_checkin
 from rewards.ledger.quests import apply_task_claim, apply_task_start
 from rewards.ledger.referrals import apply_referral
-from rewards.models import metadata
 from rewards.rules import Policy
 from tests.support.invariants import assert_invariants
 
@@ -29,14 +26,6 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 TOLERANCE = timedelta(minutes=5)
 CATALOG = catalog.load()
 POLICY = Policy()
-
-
-@pytest.fixture
-def sqlite_engine(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'rewards.sqlite3'}")
-    metadata.create_all(engine)
-    yield engine
-    engine.dispose()
 
 
 def apply(engine, function, job, **options):

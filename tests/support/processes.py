@@ -50,12 +50,17 @@ def start_worker_process(name: str, queues: str, extra_env: dict[str, str], log_
 
     `options` are further `celery worker` options, e.g. `--prefetch-multiplier=1`.
     """
-    log_path = log_dir / f"{name}.log"
     command = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queues,
                "-c", "2", "-P", "prefork", "-n", f"{name}@%h", "--loglevel=WARNING", *options]
+    return start_process(name, command, os.environ | extra_env, log_dir)
+
+
+def start_process(name: str, command: list[str], env: dict[str, str], log_dir: Path) -> WorkerProcess:
+    """`command` in its own process group, with `env`, logging to `log_dir/<name>.log`."""
+    log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=os.environ | extra_env,
-                                   start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, start_new_session=True,
+                                   stdout=log, stderr=subprocess.STDOUT)
     return WorkerProcess(name, process, log_path)
 
 

@@ -39,6 +39,7 @@ from sqlalchemy import text
 
 from rewards import contract, db
 from rewards.client import RewardsClient
+from chaos.servers import free_port
 from tests.support.database import admin_transaction
 from tests.support.invariants import assert_invariants
 
@@ -54,11 +55,6 @@ START_TIMEOUT_S = 60
 RESULT_TIMEOUT_S = 60
 BROWSER_TIMEOUT_S = 90
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until(condition: Callable[[], Any], timeout_s: float, what: str,

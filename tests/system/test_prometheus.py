@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import urllib.error
 import urllib.parse
@@ -34,7 +32,15 @@ from sqlalchemy import text
 from rewards import contract
 from tests.support.database import admin_transaction, count
 from tests.support.jobs import at
-from tests.support.processes import REPO_ROOT, WorkerProcess, send_jobs, start_worker_process, wait_until
+from chaos.servers import free_port
+from tests.support.processes import (
+    REPO_ROOT,
+    WorkerProcess,
+    send_jobs,
+    start_process,
+    start_worker_process,
+    wait_until,
+)
 
 pytestmark = pytest.mark.system
 
@@ -46,11 +52,6 @@ HELD = 8830
 STARTUP_S = 60
 SCRAPED_S = 30
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -76,13 +77,6 @@ class Prometheus:
         with urllib.request.urlopen(f"{self.url}{path}", timeout=5) as response:
             return json.load(response)["data"]
 
-
-def start_process(name: str, command: list[str], env: dict[str, str], log_dir: Path) -> WorkerProcess:
-    log_path = log_dir / f"{name}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, start_new_session=True,
-                                   stdout=log, stderr=subprocess.STDOUT)
-    return WorkerProcess(name, process, log_path)
 
 
 def prometheus_config(tmp_path: Path, worker_port: int, beat_port: int) -> Path:

@@ -11,6 +11,7 @@ only provisions them and inspects the broker.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import subprocess
@@ -325,3 +326,33 @@ def test_a_killed_workers_messages_are_restored_and_applied_once_with_the_worker
     finally:
         second.kill()
     assert denials(redis_users, "worker") == refused_before, redis_users.acl_log(20)
+
+
+def test_beat_reads_its_metrics_with_its_own_user_and_may_change_none_of_what_it_reads(redis_users,
+                                                                                      system_broker_url):
+    from rewards import leaderboards
+    from rewards.metrics.state import SOURCE_BROKER, SOURCE_REDIS, read_state
+
+    admin = redis.Redis.from_url(system_broker_url)
+    admin.lpush(contract.QUEUE_CHECKINS, "a", "b")
+    admin.hset(deadletters.HASH_KEY, "letter", "{}")
+    admin.hset(leaderboards.CHECKPOINT_KEY, mapping={"ledger_id": 0, "outbox_id": 0})
+    beat_url = as_user(system_broker_url, "beat")
+    beat = redis.Redis.from_url(beat_url)
+    try:
+        state = read_state(dataclasses.replace(settings.get(), broker_url=beat_url, dead_letter_url=beat_url,
+                                               redis_url=beat_url))
+        refused = []
+        for attempt in (lambda: beat.rpop(contract.QUEUE_CHECKINS), lambda: beat.hdel(deadletters.HASH_KEY, "letter"),
+                        lambda: beat.hset(leaderboards.CHECKPOINT_KEY, "ledger_id", 99),
+                        lambda: beat.llen(redis_access.UNACKED_KEYS[0])):
+            try:
+                attempt()
+            except redis.exceptions.NoPermissionError:
+                refused.append(True)
+    finally:
+        admin.delete(contract.QUEUE_CHECKINS, deadletters.HASH_KEY, leaderboards.CHECKPOINT_KEY)
+    assert SOURCE_BROKER not in state.errors and SOURCE_REDIS not in state.errors, state.errors
+    assert state.queue_messages[contract.QUEUE_CHECKINS] == 2 and state.dead_letters == 1
+    assert state.leaderboard_lag_s is not None
+    assert refused == [True] * 4

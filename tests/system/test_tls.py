@@ -42,7 +42,7 @@ from sqlalchemy import exc, text
 
 from chaos import servers
 from rewards import contract, db
-from tests.support.processes import REPO_ROOT, WorkerProcess, wait_until
+from tests.support.processes import REPO_ROOT, WorkerProcess, start_process, wait_until
 
 pytestmark = pytest.mark.system
 
@@ -143,13 +143,6 @@ def secret_files(folder: Path, **values: str) -> dict[str, str]:
 def run_logged(command: list[str], env: dict[str, str], timeout_s: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout_s)
 
-
-def start_process(name: str, command: list[str], env: dict[str, str], folder: Path) -> WorkerProcess:
-    log_path = folder / f"{name}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, start_new_session=True,
-                                   stdout=log, stderr=subprocess.STDOUT)
-    return WorkerProcess(name, process, log_path)
 
 
 @pytest.fixture(scope="module")
